@@ -1,0 +1,17 @@
+"""Every exception Millstream raises derives from `MillstreamError`."""
+
+from __future__ import annotations
+
+
+class MillstreamError(Exception):
+    """Root of Millstream's exceptions."""
+
+
+class ConfigError(MillstreamError):
+    """A configuration file is unreadable or invalid. The message names the file, the YAML
+    line, the key path and what is wrong, one problem per line."""
+
+
+class PlanError(MillstreamError):
+    """The Rust core refused a compiled plan (a JSON Schema or CEL predicate that does not
+    compile, an unknown unit table, ...)."""

@@ -1,0 +1,313 @@
+//! Decode stage: raw bytes -> a JSON object, within limits.
+//!
+//! serde_json does the parsing. What it does not do, and we add: a configurable nesting
+//! limit, rejecting duplicate object keys (serde_json keeps the last one silently), telling an
+//! integer too large for 64 bits apart from a float (serde_json turns it into an f64), and a
+//! distinct reason code for each class of bad input so a dead letter says what was wrong.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::error::{Reason, Rejection};
+
+/// Limits applied before and during parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 65_536,
+            max_depth: 32,
+        }
+    }
+}
+
+// Markers carried through serde's string-only custom errors.
+const DUP_MARK: &str = "\u{1}millstream-duplicate-key:";
+const DEPTH_MARK: &str = "\u{1}millstream-too-deep";
+
+/// Decode one event payload into a JSON object.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Map<String, Value>, Rejection> {
+    if bytes.len() > limits.max_bytes {
+        return Err(Rejection::new(
+            Reason::TooLarge,
+            format!("{} bytes, limit {}", bytes.len(), limits.max_bytes),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            Reason::InvalidUtf8,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    if text.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty() {
+        return Err(Rejection::new(Reason::EmptyDocument, "no JSON value"));
+    }
+    let big_float = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = ValueSeed {
+        depth_left: limits.max_depth,
+        big_float: &big_float,
+    };
+    let value = seed
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| classify(e, text))?;
+    if big_float.get() {
+        // An integral f64 of 2^63 or more: either a float literal or an integer literal
+        // serde_json silently widened. Only the text can tell.
+        if let Some(r) = scan_numbers(text) {
+            return Err(r);
+        }
+    }
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(Rejection::new(
+            Reason::NotAnObject,
+            format!("top level is {}, expected an object", kind(&other)),
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn classify(e: serde_json::Error, text: &str) -> Rejection {
+    let msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix(DUP_MARK) {
+        return Rejection::new(Reason::DuplicateKey, format!("duplicate key {rest}"));
+    }
+    if msg.starts_with(DEPTH_MARK) || msg.starts_with("recursion limit exceeded") {
+        return Rejection::new(Reason::TooDeep, "nesting deeper than the limit");
+    }
+    if let Some(r) = scan_numbers(text) {
+        return r;
+    }
+    let reason = if msg.starts_with("trailing characters") {
+        Reason::TrailingData
+    } else if msg.contains("surrogate")
+        || msg.contains("unicode code point")
+        || msg.contains("hex escape")
+    {
+        Reason::InvalidUnicodeEscape
+    } else if msg.starts_with("number out of range") {
+        Reason::NonFiniteNumber
+    } else {
+        Reason::MalformedJson
+    };
+    Rejection::new(reason, msg)
+}
+
+/// Look through the text, outside strings, for number tokens JSON forbids or we refuse:
+/// `NaN`, `Infinity`, and integers that fit neither i64 nor u64. Hand-written because no JSON
+/// library reports these as their own class; it runs only on the rare failing/suspect input.
+fn scan_numbers(text: &str) -> Option<Rejection> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' | b'N' | b'I' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b"+-.".contains(&b[i])) {
+                    i += 1;
+                }
+                let tok = &text[start..i];
+                let bare = tok.trim_start_matches('-');
+                if bare.starts_with("NaN") || bare.starts_with("Infinity") {
+                    return Some(Rejection::new(
+                        Reason::NonFiniteNumber,
+                        format!("{tok} is not a JSON number"),
+                    ));
+                }
+                let integral = !tok.contains(['.', 'e', 'E']);
+                if integral
+                    && !bare.is_empty()
+                    && bare.bytes().all(|c| c.is_ascii_digit())
+                    && tok.parse::<i64>().is_err()
+                    && tok.parse::<u64>().is_err()
+                {
+                    return Some(Rejection::new(
+                        Reason::IntegerOverflow,
+                        format!("integer {tok} does not fit in 64 bits"),
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+struct ValueSeed<'c> {
+    depth_left: usize,
+    big_float: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ValueSeed<'_> {
+    fn nested<E: de::Error>(&self) -> Result<ValueSeed<'_>, E> {
+        if self.depth_left == 0 {
+            return Err(E::custom(DEPTH_MARK));
+        }
+        Ok(ValueSeed {
+            depth_left: self.depth_left - 1,
+            big_float: self.big_float,
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        if v.fract() == 0.0 && v.abs() >= 9.2e18 {
+            self.big_float.set(true);
+        }
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(ValueSeed {
+            depth_left: inner.depth_left,
+            big_float: inner.big_float,
+        })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let v = map.next_value_seed(ValueSeed {
+                depth_left: inner.depth_left,
+                big_float: inner.big_float,
+            })?;
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("{DUP_MARK}{key:?}")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(input: &[u8]) -> Option<Reason> {
+        decode(input, &Limits::default()).err().map(|r| r.reason)
+    }
+
+    #[test]
+    fn good_object_decodes() {
+        let m = decode(br#" {"a": 1, "b": [1, 2.5, "x"], "c": {"d": null}} "#, &Limits::default())
+            .expect("decodes");
+        assert_eq!(m["b"][1], serde_json::json!(2.5));
+        assert_eq!(m["c"]["d"], Value::Null);
+    }
+
+    #[test]
+    fn each_bad_input_class_has_its_own_reason() {
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        let deep = format!(r#"{{"a": {deep}}}"#);
+        let big = vec![b' '; 70_000];
+        let cases: Vec<(&[u8], Reason)> = vec![
+            (&big, Reason::TooLarge),
+            (b"", Reason::EmptyDocument),
+            (b"  \n ", Reason::EmptyDocument),
+            (b"{\"a\": \"\xff\"}", Reason::InvalidUtf8),
+            (b"{\"a\": }", Reason::MalformedJson),
+            (b"{\"a\": 1", Reason::MalformedJson),
+            (b"{\"a\": 1} x", Reason::TrailingData),
+            (b"{\"a\": 1}{}", Reason::TrailingData),
+            (deep.as_bytes(), Reason::TooDeep),
+            (b"{\"a\": 1, \"a\": 2}", Reason::DuplicateKey),
+            (b"{\"a\": NaN}", Reason::NonFiniteNumber),
+            (b"{\"a\": -Infinity}", Reason::NonFiniteNumber),
+            (b"{\"a\": 1e400}", Reason::NonFiniteNumber),
+            (b"{\"a\": 123456789012345678901234}", Reason::IntegerOverflow),
+            (b"{\"a\": -9223372036854775809}", Reason::IntegerOverflow),
+            (b"{\"a\": \"\\ud800\"}", Reason::InvalidUnicodeEscape),
+            (b"{\"a\": \"\\udc00x\"}", Reason::InvalidUnicodeEscape),
+            (b"[1, 2]", Reason::NotAnObject),
+            (b"\"text\"", Reason::NotAnObject),
+        ];
+        for (input, want) in cases {
+            assert_eq!(reason(input), Some(want), "input {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn big_floats_and_u64_are_accepted() {
+        assert_eq!(reason(b"{\"a\": 1e19}"), None);
+        assert_eq!(reason(b"{\"a\": 18446744073709551615}"), None);
+        assert_eq!(reason(b"{\"a\": \"NaN 99999999999999999999\"}"), None);
+    }
+
+    #[test]
+    fn depth_limit_is_configurable() {
+        let limits = Limits { max_bytes: 1000, max_depth: 2 };
+        assert!(decode(br#"{"a": {"b": 1}}"#, &limits).is_ok());
+        assert_eq!(
+            decode(br#"{"a": {"b": [1]}}"#, &limits).err().map(|r| r.reason),
+            Some(Reason::TooDeep)
+        );
+    }
+}

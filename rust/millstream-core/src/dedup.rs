@@ -1,0 +1,235 @@
+//! Dedup stage: "was this key seen within the window?" in bounded memory.
+//!
+//! Each remembered key is a 128-bit xxh3 hash of the rendered key (decision 6), stored with a
+//! 32-bit timestamp in 10 ms ticks: 20 bytes a slot in one hashbrown table, so a key costs
+//! 24-48 bytes depending on the table's load (`memory_bytes` reports the real allocation).
+//! Expired keys are swept in bulk; at capacity the oldest tenth is evicted.
+
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::HashMap;
+use xxhash_rust::xxh3::xxh3_128;
+
+/// A 128-bit key hash. Bytes rather than `u128` so the slot packs into 20 bytes (u128 would
+/// force 16-byte alignment and a 32-byte slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyHash(pub [u8; 16]);
+
+impl KeyHash {
+    pub fn of(key: &str) -> KeyHash {
+        KeyHash(xxh3_128(key.as_bytes()).to_le_bytes())
+    }
+    pub fn as_u128(self) -> u128 {
+        u128::from_le_bytes(self.0)
+    }
+}
+
+impl std::hash::Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a good hash: hand its low 64 bits straight to the table.
+        let mut lo = [0u8; 8];
+        lo.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(lo));
+    }
+}
+
+/// The identity hasher for keys that are hashes already.
+#[derive(Clone, Copy, Default)]
+pub struct PassThrough;
+
+pub struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for non-KeyHash input; fold it in rather than ignore it.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+pub(crate) type HashTable<V> = HashMap<KeyHash, V, PassThrough>;
+
+const TICK_MS: u64 = 10;
+
+/// Time in 10 ms ticks since the cache's epoch (its first use), saturating.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    epoch_ms: Option<u64>,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock { epoch_ms: None }
+    }
+    pub(crate) fn ticks(&mut self, now_ms: u64) -> u32 {
+        let epoch = *self.epoch_ms.get_or_insert(now_ms);
+        let t = now_ms.saturating_sub(epoch) / TICK_MS;
+        u32::try_from(t).unwrap_or(u32::MAX)
+    }
+}
+
+/// Remove the oldest tenth of `table` (by the timestamp `ts_of` gives), in two linear passes:
+/// a coarse histogram of ages finds the cut-off, `retain` applies it.
+pub(crate) fn evict_oldest<V>(table: &mut HashTable<V>, ts_of: impl Fn(&V) -> u32) {
+    let target = table.len() / 10 + 1;
+    let (mut lo, mut hi) = (u32::MAX, 0u32);
+    for v in table.values() {
+        let t = ts_of(v);
+        lo = lo.min(t);
+        hi = hi.max(t);
+    }
+    const BUCKETS: usize = 256;
+    let span = u64::from(hi - lo.min(hi)) + 1;
+    let bucket = |t: u32| (u64::from(t - lo) * BUCKETS as u64 / span) as usize;
+    let mut hist = [0usize; BUCKETS];
+    for v in table.values() {
+        hist[bucket(ts_of(v))] += 1;
+    }
+    let mut cut = 0;
+    let mut acc = 0;
+    for (i, n) in hist.iter().enumerate() {
+        acc += n;
+        cut = i;
+        if acc >= target {
+            break;
+        }
+    }
+    table.retain(|_, v| bucket(ts_of(v)) > cut);
+}
+
+/// Keys seen within a time window, bounded in count.
+pub struct DedupCache {
+    window_ticks: u32,
+    capacity: usize,
+    table: HashTable<u32>,
+    clock: Clock,
+    last_sweep: u32,
+}
+
+impl DedupCache {
+    pub fn new(window_ms: u64, capacity: usize) -> Self {
+        let window_ticks = u32::try_from(window_ms.div_ceil(TICK_MS)).unwrap_or(u32::MAX);
+        DedupCache {
+            window_ticks: window_ticks.max(1),
+            capacity: capacity.max(1),
+            table: HashTable::with_hasher(PassThrough),
+            clock: Clock::new(),
+            last_sweep: 0,
+        }
+    }
+
+    fn expired(&self, seen: u32, now: u32) -> bool {
+        now.saturating_sub(seen) >= self.window_ticks
+    }
+
+    /// True if `key` was remembered within the window before `now_ms`.
+    pub fn is_duplicate(&mut self, key: KeyHash, now_ms: u64) -> bool {
+        let now = self.clock.ticks(now_ms);
+        match self.table.get(&key) {
+            Some(&seen) => !self.expired(seen, now),
+            None => false,
+        }
+    }
+
+    /// Remember `key` as seen at `now_ms`. On at-least-once routes the caller does this only
+    /// once the output is acknowledged, so a failed publish does not block a retry.
+    pub fn remember(&mut self, key: KeyHash, now_ms: u64) {
+        let now = self.clock.ticks(now_ms);
+        if now.saturating_sub(self.last_sweep) >= self.window_ticks {
+            self.last_sweep = now;
+            let window = self.window_ticks;
+            self.table.retain(|_, seen| now.saturating_sub(*seen) < window);
+        }
+        if self.table.len() >= self.capacity && !self.table.contains_key(&key) {
+            evict_oldest(&mut self.table, |&t| t);
+        }
+        self.table.insert(key, now);
+    }
+
+    /// Forget `key`, e.g. when its output failed.
+    pub fn forget(&mut self, key: KeyHash) {
+        self.table.remove(&key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Bytes the cache has allocated for remembered keys.
+    pub fn memory_bytes(&self) -> usize {
+        self.table.allocation_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_within_window_only() {
+        let mut c = DedupCache::new(1_000, 100);
+        let k = KeyHash::of("order-1");
+        let t0 = 1_700_000_000_000;
+        assert!(!c.is_duplicate(k, t0));
+        c.remember(k, t0);
+        assert!(c.is_duplicate(k, t0 + 999));
+        assert!(!c.is_duplicate(k, t0 + 1_000));
+        assert!(!c.is_duplicate(KeyHash::of("order-2"), t0 + 10));
+    }
+
+    #[test]
+    fn forget_releases_a_key() {
+        let mut c = DedupCache::new(60_000, 100);
+        let k = KeyHash::of("x");
+        c.remember(k, 0);
+        c.forget(k);
+        assert!(!c.is_duplicate(k, 1));
+    }
+
+    #[test]
+    fn capacity_bounds_memory_and_evicts_oldest() {
+        let mut c = DedupCache::new(3_600_000, 1_000);
+        for i in 0..5_000u64 {
+            c.remember(KeyHash::of(&format!("k{i}")), i * 20);
+        }
+        assert!(c.len() <= 1_000);
+        // the newest keys survive, the oldest are gone
+        assert!(c.is_duplicate(KeyHash::of("k4999"), 100_000));
+        assert!(!c.is_duplicate(KeyHash::of("k0"), 100_000));
+    }
+
+    #[test]
+    fn at_most_64_bytes_per_key_at_capacity() {
+        for cap in [1_000usize, 7_000, 100_000, 917_505] {
+            let mut c = DedupCache::new(3_600_000, cap);
+            for i in 0..cap as u64 {
+                c.remember(KeyHash::of(&i.to_string()), 0);
+            }
+            let per_key = c.memory_bytes() as f64 / c.len() as f64;
+            assert!(per_key <= 64.0, "capacity {cap}: {per_key:.1} bytes per key");
+        }
+    }
+
+    #[test]
+    fn slot_is_twenty_bytes() {
+        assert_eq!(std::mem::size_of::<(KeyHash, u32)>(), 20);
+    }
+}

@@ -1,0 +1,19 @@
+//! Millstream's core: the per-event pipeline, in pure Rust (no Python here).
+//!
+//! One module per stage: `decode`, `validate`, `map`, `dedup`, `stale`, `route`; `pipeline`
+//! strings them together; `plan` is the compiled configuration the control plane sends.
+
+pub mod decode;
+pub mod dedup;
+pub mod error;
+pub mod map;
+pub mod pipeline;
+pub mod plan;
+pub mod route;
+pub mod stale;
+pub mod template;
+pub mod validate;
+
+pub use error::{PlanError, Reason, Rejection};
+pub use pipeline::{CeAttributes, Delivery, Outcome, Pipeline, Skip, Stats, Status};
+pub use plan::{DeliveryMode, Lane};

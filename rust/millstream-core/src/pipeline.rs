@@ -1,0 +1,595 @@
+//! The whole in-process pipeline: decode -> validate -> map -> validate canonical -> route
+//! (predicates, dedup, stale guard, destination subjects), one `Outcome` per event.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use chrono::DateTime;
+use serde_json::{Map, Value};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::decode::{decode, Limits};
+use crate::dedup::{DedupCache, KeyHash};
+use crate::error::{PlanError, Reason, Rejection};
+use crate::map::Mapper;
+use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec, Profile};
+use crate::route::{any_match, check_subject_token, Predicate, SubjectPattern};
+use crate::stale::StaleGuard;
+use crate::template::{lookup_path, RenderError, Template};
+use crate::validate::SchemaCheck;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Routed,
+    Duplicate,
+    Stale,
+    DeadLetter,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Routed => "routed",
+            Status::Duplicate => "duplicate",
+            Status::Stale => "stale",
+            Status::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// CloudEvents 1.0 attributes of a canonical event (`specversion` is always "1.0" and
+/// `datacontenttype` "application/json").
+#[derive(Clone, Debug)]
+pub struct CeAttributes {
+    pub id: String,
+    pub source: Arc<str>,
+    pub ce_type: Arc<str>,
+    pub dataschema: Arc<str>,
+    pub time: Option<String>,
+    pub subject: Option<String>,
+    pub partitionkey: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub route: Arc<str>,
+    pub subject: String,
+    pub lane: Lane,
+    pub mode: DeliveryMode,
+    pub dedup_id: Option<u128>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Skip {
+    pub route: Arc<str>,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub status: Status,
+    pub source: Option<Arc<str>>,
+    pub canonical_type: Option<Arc<str>>,
+    pub attributes: Option<CeAttributes>,
+    /// The canonical entity as JSON (empty for dead letters).
+    pub data: Vec<u8>,
+    pub deliveries: Vec<Delivery>,
+    pub skipped: Vec<Skip>,
+    pub rejection: Option<Rejection>,
+    /// The route a rejection belongs to, when one does.
+    pub route: Option<Arc<str>>,
+}
+
+impl Outcome {
+    fn dead(source: Option<Arc<str>>, route: Option<Arc<str>>, r: Rejection) -> Outcome {
+        Outcome {
+            status: Status::DeadLetter,
+            source,
+            canonical_type: None,
+            attributes: None,
+            data: Vec::new(),
+            deliveries: Vec::new(),
+            skipped: Vec::new(),
+            rejection: Some(r),
+            route,
+        }
+    }
+
+    /// The most critical lane among the deliveries.
+    pub fn lane(&self) -> Option<Lane> {
+        self.deliveries.iter().map(|d| d.lane).max()
+    }
+}
+
+struct Source {
+    name: Arc<str>,
+    patterns: Vec<SubjectPattern>,
+    profile: Profile,
+    mapping: usize,
+    schema: Option<SchemaCheck>,
+    uri: Arc<str>,
+}
+
+struct MappingRt {
+    canonical: Arc<str>,
+    ce_type: Arc<str>,
+    dataschema: Arc<str>,
+    mapper_json: Mapper,
+    mapper_odoo: Mapper,
+    schema: SchemaCheck,
+    id: Option<Template>,
+    subject: Option<Template>,
+    time: Option<String>,
+    partitionkey: Option<Template>,
+}
+
+struct Dedup {
+    key: Template,
+    cache: DedupCache,
+}
+
+struct Stale {
+    key: Template,
+    version: String,
+    guard: StaleGuard,
+}
+
+struct Route {
+    name: Arc<str>,
+    patterns: Vec<SubjectPattern>,
+    types: Vec<String>,
+    predicate: Option<Predicate>,
+    lane: Lane,
+    mode: DeliveryMode,
+    to: Template,
+    dedup: Option<Dedup>,
+    stale: Option<Stale>,
+}
+
+/// Counters since the pipeline was built.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub events_in: u64,
+    pub by_status: HashMap<Status, u64>,
+    pub by_reason: HashMap<Reason, u64>,
+    pub by_route: HashMap<Arc<str>, u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteMemory {
+    pub route: Arc<str>,
+    pub dedup_keys: usize,
+    pub dedup_bytes: usize,
+    pub stale_keys: usize,
+    pub stale_bytes: usize,
+}
+
+/// A compiled plan with its dedup and stale state.
+pub struct Pipeline {
+    pub name: String,
+    pub version: String,
+    pub dead_letter: DeadLetterSpec,
+    limits: Limits,
+    sources: Vec<Source>,
+    mappings: Vec<MappingRt>,
+    routes: Vec<Route>,
+    cel: cel::Context<'static, 'static>,
+    stats: Stats,
+}
+
+fn tmpl(src: &Option<String>) -> Result<Option<Template>, PlanError> {
+    src.as_deref().map(Template::compile).transpose()
+}
+
+impl Pipeline {
+    pub fn from_json(plan: &str) -> Result<Pipeline, PlanError> {
+        let spec: PlanSpec = serde_json::from_str(plan)?;
+        Pipeline::new(spec)
+    }
+
+    pub fn new(spec: PlanSpec) -> Result<Pipeline, PlanError> {
+        let mut mapping_ix = HashMap::new();
+        let mut mappings = Vec::new();
+        let mut names: Vec<&String> = spec.mappings.keys().collect();
+        names.sort();
+        for name in names {
+            let m = &spec.mappings[name];
+            let schema = SchemaCheck::compile(&m.schema).map_err(|detail| {
+                PlanError::CanonicalSchema {
+                    mapping: name.clone(),
+                    detail,
+                }
+            })?;
+            mapping_ix.insert(name.clone(), mappings.len());
+            mappings.push(MappingRt {
+                canonical: m.canonical.as_str().into(),
+                ce_type: m.ce_type.as_str().into(),
+                dataschema: m.dataschema.as_str().into(),
+                mapper_json: Mapper::compile(name, &m.fields, Profile::Json, &spec.units)?,
+                mapper_odoo: Mapper::compile(name, &m.fields, Profile::OdooWebhook, &spec.units)?,
+                schema,
+                id: tmpl(&m.id)?,
+                subject: tmpl(&m.subject)?,
+                time: m.time.clone(),
+                partitionkey: tmpl(&m.partitionkey)?,
+            });
+        }
+        let mut sources = Vec::new();
+        for s in &spec.sources {
+            let mapping = *mapping_ix.get(&s.mapping).ok_or_else(|| PlanError::Invalid {
+                at: format!("source {}", s.name),
+                detail: format!("no mapping {:?}", s.mapping),
+            })?;
+            let schema = match &s.schema {
+                None => None,
+                Some(v) => Some(SchemaCheck::compile(v).map_err(|detail| PlanError::SourceSchema {
+                    source_name: s.name.clone(),
+                    detail,
+                })?),
+            };
+            sources.push(Source {
+                name: s.name.as_str().into(),
+                patterns: s.subjects.iter().map(|p| SubjectPattern::parse(p)).collect(),
+                profile: s.profile,
+                mapping,
+                schema,
+                uri: s.source_uri.as_str().into(),
+            });
+        }
+        let mut routes = Vec::new();
+        for r in &spec.routes {
+            let predicate = match &r.when {
+                None => None,
+                Some(w) => Some(Predicate::compile(w).map_err(|detail| PlanError::Predicate {
+                    route: r.name.clone(),
+                    detail,
+                })?),
+            };
+            routes.push(Route {
+                name: r.name.as_str().into(),
+                patterns: r.subjects.iter().map(|p| SubjectPattern::parse(p)).collect(),
+                types: r.types.clone(),
+                predicate,
+                lane: r.lane,
+                mode: r.delivery,
+                to: Template::compile(&r.to)?,
+                dedup: match &r.dedup {
+                    None => None,
+                    Some(d) => Some(Dedup {
+                        key: Template::compile(&d.key)?,
+                        cache: DedupCache::new(d.window, d.capacity),
+                    }),
+                },
+                stale: match &r.stale {
+                    None => None,
+                    Some(s) => Some(Stale {
+                        key: Template::compile(&s.key)?,
+                        version: s.version.clone(),
+                        guard: StaleGuard::new(s.capacity),
+                    }),
+                },
+            });
+        }
+        Ok(Pipeline {
+            name: spec.name,
+            version: spec.version,
+            dead_letter: spec.dead_letter,
+            limits: spec.limits,
+            sources,
+            mappings,
+            routes,
+            cel: cel::Context::default(),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Run a batch. `now_ms` (Unix milliseconds) drives dedup windows, so tests inject time.
+    pub fn process_batch<'a, I>(&mut self, events: I, now_ms: u64) -> Vec<Outcome>
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        events
+            .into_iter()
+            .map(|(subject, payload)| self.process(subject, payload, now_ms))
+            .collect()
+    }
+
+    /// Run one event. Never panics: a bug becomes a dead letter `internal_error`.
+    pub fn process(&mut self, subject: &str, payload: &[u8], now_ms: u64) -> Outcome {
+        let out = catch_unwind(AssertUnwindSafe(|| self.run(subject, payload, now_ms)))
+            .unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_owned());
+                Outcome::dead(None, None, Rejection::new(Reason::InternalError, msg))
+            });
+        self.count(&out);
+        out
+    }
+
+    fn count(&mut self, out: &Outcome) {
+        let st = &mut self.stats;
+        st.events_in += 1;
+        *st.by_status.entry(out.status).or_default() += 1;
+        if let Some(r) = &out.rejection {
+            *st.by_reason.entry(r.reason).or_default() += 1;
+        }
+        for d in &out.deliveries {
+            *st.by_route.entry(d.route.clone()).or_default() += 1;
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn memory(&self) -> Vec<RouteMemory> {
+        self.routes
+            .iter()
+            .map(|r| RouteMemory {
+                route: r.name.clone(),
+                dedup_keys: r.dedup.as_ref().map_or(0, |d| d.cache.len()),
+                dedup_bytes: r.dedup.as_ref().map_or(0, |d| d.cache.memory_bytes()),
+                stale_keys: r.stale.as_ref().map_or(0, |s| s.guard.len()),
+                stale_bytes: r.stale.as_ref().map_or(0, |s| s.guard.memory_bytes()),
+            })
+            .collect()
+    }
+
+    pub fn route_names(&self) -> Vec<Arc<str>> {
+        self.routes.iter().map(|r| r.name.clone()).collect()
+    }
+
+    fn run(&mut self, subject: &str, payload: &[u8], now_ms: u64) -> Outcome {
+        let Some(src) = self.sources.iter().find(|s| any_match(&s.patterns, subject)) else {
+            return Outcome::dead(
+                None,
+                None,
+                Rejection::new(Reason::UnknownSource, format!("no source reads {subject:?}")),
+            );
+        };
+        let source = Some(src.name.clone());
+        let fail = |r: Rejection| Outcome::dead(source.clone(), None, r);
+        let doc = match decode(payload, &self.limits) {
+            Ok(d) => d,
+            Err(r) => return fail(r),
+        };
+        let doc = Value::Object(doc);
+        if let Some(schema) = &src.schema {
+            if let Err(detail) = schema.check(&doc) {
+                return fail(Rejection::new(Reason::SchemaViolation, detail));
+            }
+        }
+        let Value::Object(doc) = doc else {
+            return fail(Rejection::new(Reason::InternalError, "decoded object lost"));
+        };
+        let m = &self.mappings[src.mapping];
+        let mapper = match src.profile {
+            Profile::Json => &m.mapper_json,
+            Profile::OdooWebhook => &m.mapper_odoo,
+        };
+        let entity = match mapper.apply(&doc) {
+            Ok(e) => e,
+            Err(r) => return fail(r),
+        };
+        let entity = Value::Object(entity);
+        if let Err(detail) = m.schema.check(&entity) {
+            return fail(Rejection::new(
+                Reason::CanonicalInvalid,
+                format!("{}: {detail}", m.canonical),
+            ));
+        }
+        let Value::Object(entity) = entity else {
+            return fail(Rejection::new(Reason::InternalError, "entity lost"));
+        };
+
+        // CloudEvents attributes: templates read the canonical entity.
+        let render = |t: &Template| t.render(|p| lookup_path(&entity, p), |_, _| Ok(()));
+        let id = match &m.id {
+            Some(t) => match render(t) {
+                Ok(id) => id,
+                Err(e) => return fail(key_missing("id", e)),
+            },
+            None => {
+                let mut h = Xxh3::new();
+                h.update(src.name.as_bytes());
+                h.update(&[0]);
+                h.update(payload);
+                format!("{:032x}", h.digest128())
+            }
+        };
+        let attrs = CeAttributes {
+            id,
+            source: src.uri.clone(),
+            ce_type: m.ce_type.clone(),
+            dataschema: m.dataschema.clone(),
+            time: m
+                .time
+                .as_ref()
+                .and_then(|f| entity.get(f))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            subject: m.subject.as_ref().and_then(|t| render(t).ok()),
+            partitionkey: m.partitionkey.as_ref().and_then(|t| render(t).ok()),
+        };
+        let lookup = |p: &[String]| -> Option<&Value> {
+            match p {
+                [ce, attr] if ce == "ce" => match attr.as_str() {
+                    "id" | "type" | "source" | "subject" => None, // resolved below
+                    _ => None,
+                },
+                _ => lookup_path(&entity, p),
+            }
+        };
+        let ce_values: [(&str, Value); 4] = [
+            ("id", Value::String(attrs.id.clone())),
+            ("type", Value::String(attrs.ce_type.to_string())),
+            ("source", Value::String(attrs.source.to_string())),
+            (
+                "subject",
+                attrs.subject.clone().map(Value::String).unwrap_or(Value::Null),
+            ),
+        ];
+        let lookup = |p: &[String]| -> Option<&Value> {
+            match p {
+                [ce, attr] if ce == "ce" => ce_values.iter().find(|(k, _)| k == attr).map(|(_, v)| v),
+                _ => lookup(p),
+            }
+        };
+
+        // Decide every route before touching dedup/stale state, so an event that ends as a
+        // dead letter leaves no trace that would make its fixed replay look like a duplicate.
+        struct Plan {
+            route: usize,
+            subject: String,
+            dedup: Option<KeyHash>,
+            stale: Option<(KeyHash, i64)>,
+        }
+        let mut plans: Vec<Plan> = Vec::new();
+        let mut skipped = Vec::new();
+        let mut matched = false;
+        for (ri, r) in self.routes.iter().enumerate() {
+            if !any_match(&r.patterns, subject)
+                || !(r.types.is_empty() || r.types.iter().any(|t| **t == *m.ce_type))
+            {
+                continue;
+            }
+            let rfail = |reason, detail: String| {
+                Outcome::dead(source.clone(), Some(r.name.clone()), Rejection::new(reason, detail))
+            };
+            if let Some(p) = &r.predicate {
+                match p.eval(&self.cel, &entity, subject) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return rfail(Reason::PredicateError, e),
+                }
+            }
+            matched = true;
+            let to = match r.to.render(lookup, check_subject_token) {
+                Ok(s) => s,
+                Err(RenderError::Missing(f)) => {
+                    return rfail(Reason::SubjectRejected, format!("{f} is empty"))
+                }
+                Err(RenderError::NotScalar(why)) => return rfail(Reason::SubjectRejected, why),
+            };
+            let mut stale = None;
+            if let Some(s) = &r.stale {
+                let key = match s.key.render(lookup, |_, _| Ok(())) {
+                    Ok(k) => KeyHash::of(&k),
+                    Err(e) => return rfail(Reason::KeyMissing, render_err("stale.key", e)),
+                };
+                let version = match entity.get(&s.version).map(version_of) {
+                    Some(Ok(v)) => v,
+                    Some(Err(why)) => return rfail(Reason::KeyMissing, why),
+                    None => {
+                        return rfail(Reason::KeyMissing, format!("stale.version: {} is empty", s.version))
+                    }
+                };
+                if let Some(newest) = s.guard.newer_than(key, version) {
+                    skipped.push(Skip {
+                        route: r.name.clone(),
+                        status: Status::Stale,
+                        detail: format!("version {version} older than {newest}"),
+                    });
+                    continue;
+                }
+                stale = Some((key, version));
+            }
+            let mut dedup = None;
+            if let Some(d) = &mut self.routes[ri].dedup.as_ref() {
+                let key = match d.key.render(lookup, |_, _| Ok(())) {
+                    Ok(k) => KeyHash::of(&k),
+                    Err(e) => return rfail(Reason::KeyMissing, render_err("dedup.key", e)),
+                };
+                dedup = Some(key);
+            }
+            plans.push(Plan {
+                route: ri,
+                subject: to,
+                dedup,
+                stale,
+            });
+        }
+        if !matched {
+            return fail(Rejection::new(
+                Reason::NoRoute,
+                format!("no route takes {} from {subject:?}", m.canonical),
+            ));
+        }
+        let mut deliveries = Vec::with_capacity(plans.len());
+        for p in plans {
+            let r = &mut self.routes[p.route];
+            if let (Some(d), Some(key)) = (&mut r.dedup, p.dedup) {
+                if d.cache.is_duplicate(key, now_ms) {
+                    skipped.push(Skip {
+                        route: r.name.clone(),
+                        status: Status::Duplicate,
+                        detail: format!("dedup key seen within the window ({:032x})", key.as_u128()),
+                    });
+                    continue;
+                }
+                d.cache.remember(key, now_ms);
+            }
+            if let (Some(s), Some((key, version))) = (&mut r.stale, p.stale) {
+                s.guard.observe(key, version, now_ms);
+            }
+            deliveries.push(Delivery {
+                route: r.name.clone(),
+                subject: p.subject,
+                lane: r.lane,
+                mode: r.mode,
+                dedup_id: p.dedup.map(KeyHash::as_u128),
+            });
+        }
+        let status = if !deliveries.is_empty() {
+            Status::Routed
+        } else if skipped.iter().any(|s| s.status == Status::Stale) {
+            Status::Stale
+        } else {
+            Status::Duplicate
+        };
+        let data = serde_json::to_vec(&entity).unwrap_or_default();
+        Outcome {
+            status,
+            source,
+            canonical_type: Some(m.canonical.clone()),
+            attributes: Some(attrs),
+            data,
+            deliveries,
+            skipped,
+            rejection: None,
+            route: None,
+        }
+    }
+}
+
+fn key_missing(what: &str, e: RenderError) -> Rejection {
+    Rejection::new(Reason::KeyMissing, render_err(what, e))
+}
+
+fn render_err(what: &str, e: RenderError) -> String {
+    match e {
+        RenderError::Missing(f) => format!("{what}: {f} is empty"),
+        RenderError::NotScalar(f) => format!("{what}: {f} is not a scalar"),
+    }
+}
+
+/// A version for the stale guard: an integer, or an RFC 3339 timestamp (microseconds).
+fn version_of(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| format!("version {n} is not an integer")),
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_micros())
+            .map_err(|_| format!("version {s:?} is not an RFC 3339 timestamp")),
+        Value::Null => Err("version is empty".to_owned()),
+        other => Err(format!("version {other} is not a timestamp or integer")),
+    }
+}
+
+// Entity is a Map; kept as an alias for readers of `run`.
+#[allow(dead_code)]
+type Entity = Map<String, Value>;

@@ -1,0 +1,152 @@
+//! `{placeholder}` templates, compiled once. Used for destination subjects, dedup and stale
+//! keys, canonical ids and field templates.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use crate::error::PlanError;
+
+#[derive(Clone, Debug)]
+enum Part {
+    Lit(String),
+    Var(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// Why a template could not be rendered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RenderError {
+    /// The named value is missing or null.
+    Missing(String),
+    /// The named value is an object or array, which has no text form here.
+    NotScalar(String),
+}
+
+impl Template {
+    pub fn compile(src: &str) -> Result<Template, PlanError> {
+        let mut parts = Vec::new();
+        let mut rest = src;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Lit(rest[..open].to_owned()));
+            }
+            let close = rest[open..].find('}').ok_or_else(|| PlanError::Invalid {
+                at: format!("template {src:?}"),
+                detail: "unclosed '{'".into(),
+            })? + open;
+            let name = &rest[open + 1..close];
+            if name.is_empty() || name.contains('{') {
+                return Err(PlanError::Invalid {
+                    at: format!("template {src:?}"),
+                    detail: format!("bad placeholder {{{name}}}"),
+                });
+            }
+            parts.push(Part::Var(name.split('.').map(str::to_owned).collect()));
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Each placeholder as its dotted path, in order.
+    pub fn vars(&self) -> impl Iterator<Item = &[String]> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_slice()),
+            Part::Lit(_) => None,
+        })
+    }
+
+    /// Render, resolving each placeholder with `lookup`. `check` sees each rendered value and
+    /// may refuse it (destination subjects restrict their tokens).
+    pub fn render<'a, L, C>(&self, lookup: L, mut check: C) -> Result<String, RenderError>
+    where
+        L: Fn(&[String]) -> Option<&'a Value>,
+        C: FnMut(&str, &[String]) -> Result<(), RenderError>,
+    {
+        let mut out = String::with_capacity(48);
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Var(path) => {
+                    let start = out.len();
+                    match lookup(path) {
+                        None | Some(Value::Null) => {
+                            return Err(RenderError::Missing(path.join(".")))
+                        }
+                        Some(Value::String(s)) => out.push_str(s),
+                        Some(Value::Number(n)) => {
+                            let _ = write!(out, "{n}");
+                        }
+                        Some(Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+                        Some(_) => return Err(RenderError::NotScalar(path.join("."))),
+                    }
+                    check(&out[start..], path)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Follow a dotted path through objects (and arrays, for numeric tokens).
+pub fn lookup_path<'a>(root: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut cur = root.get(first)?;
+    for seg in rest {
+        cur = match cur {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("test input is an object"),
+        }
+    }
+
+    #[test]
+    fn renders_scalars_and_nested_paths() {
+        let data = obj(json!({"a": "x", "n": 42, "f": 1.5, "b": true, "o": {"k": [7, 8]}}));
+        let t = Template::compile("p.{a}.{n}-{f}/{b}/{o.k.1}").expect("compiles");
+        let out = t.render(|p| lookup_path(&data, p), |_, _| Ok(()));
+        assert_eq!(out, Ok("p.x.42-1.5/true/8".to_owned()));
+    }
+
+    #[test]
+    fn missing_and_non_scalar_are_errors() {
+        let data = obj(json!({"a": null, "o": {}}));
+        let t = Template::compile("{a}").expect("compiles");
+        assert_eq!(
+            t.render(|p| lookup_path(&data, p), |_, _| Ok(())),
+            Err(RenderError::Missing("a".into()))
+        );
+        let t = Template::compile("{o}").expect("compiles");
+        assert_eq!(
+            t.render(|p| lookup_path(&data, p), |_, _| Ok(())),
+            Err(RenderError::NotScalar("o".into()))
+        );
+    }
+
+    #[test]
+    fn bad_templates_do_not_compile() {
+        assert!(Template::compile("a.{b").is_err());
+        assert!(Template::compile("a.{}").is_err());
+    }
+}
