@@ -88,6 +88,17 @@ def _check_subject_pattern(pattern: str) -> str:
     return pattern
 
 
+def subjects_overlap(a: str, b: str) -> bool:
+    """Whether some subject matches both NATS patterns."""
+    ta, tb = a.split("."), b.split(".")
+    for x, y in zip(ta, tb, strict=False):
+        if ">" in (x, y):
+            return True
+        if x != y and "*" not in (x, y):
+            return False
+    return len(ta) == len(tb)
+
+
 SubjectPattern = Annotated[str, BeforeValidator(lambda v: _check_subject_pattern(str(v)))]
 
 
@@ -326,7 +337,12 @@ class Config(_Model):
                     raise _at(("routes", i, "match", "types"), f"unknown canonical type {t!r}")
             # Route templates read the canonical entity: every type the route can see must
             # have the fields it names.
-            candidates = types or sorted({m.canonical for m in self.mappings.values()})
+            reachable = {
+                self.mappings[s.mapping].canonical
+                for s in self.sources
+                if any(subjects_overlap(a, b) for a in s.subjects for b in r.match.subjects)
+            }
+            candidates = sorted(reachable & set(types)) if types else sorted(reachable)
             for where, tmpl in (
                 ("to", r.to),
                 ("dedup.key", r.dedup.key if r.dedup else None),

@@ -1,1 +1,385 @@
+//! `millstream._core`: thin bindings over `millstream-core`.
+//!
+//! Batches cross the boundary, not events: the input list is borrowed zero-copy
+//! (`PyBackedStr`/`PyBackedBytes`), the GIL is released for the whole batch, and outcomes stay
+//! in Rust until Python asks for one. Core errors become `millstream.errors` exceptions here
+//! and nowhere else.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use millstream_core::{Outcome as CoreOutcome, Pipeline, Reason, Status};
+use pyo3::exceptions::PyIndexError;
+use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+// mimalloc: the pipeline allocates per event (JSON values, strings); the system allocator
+// is measurably slower at that size class.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Raise `millstream.errors.<name>(msg)`, the one Python exception hierarchy.
+fn py_error(py: Python<'_>, name: &str, msg: String) -> PyErr {
+    match py
+        .import("millstream.errors")
+        .and_then(|m| m.getattr(name))
+        .and_then(|cls| cls.call1((msg,)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A compiled plan with its dedup and stale state. Thread-safe; batches run one at a time.
+#[pyclass(frozen, module = "millstream._core")]
+struct CoreRouter {
+    inner: Mutex<Pipeline>,
+    name: String,
+    version: String,
+    dead_letter_prefix: String,
+    dead_letter_stream: String,
+}
+
+impl CoreRouter {
+    fn lock(&self) -> MutexGuard<'_, Pipeline> {
+        // A poisoned lock only means an earlier batch panicked outside catch_unwind; the
+        // pipeline's state is still usable, so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl CoreRouter {
+    #[new]
+    fn new(py: Python<'_>, plan_json: &str) -> PyResult<Self> {
+        let plan = plan_json.to_owned();
+        let pipeline = py
+            .detach(move || Pipeline::from_json(&plan))
+            .map_err(|e| py_error(py, "PlanError", e.to_string()))?;
+        Ok(CoreRouter {
+            name: pipeline.name.clone(),
+            version: pipeline.version.clone(),
+            dead_letter_prefix: pipeline.dead_letter.subject_prefix.clone(),
+            dead_letter_stream: pipeline.dead_letter.stream.clone(),
+            inner: Mutex::new(pipeline),
+        })
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    #[getter]
+    fn dead_letter_stream(&self) -> &str {
+        &self.dead_letter_stream
+    }
+
+    /// Run a batch of `(subject, payload)` pairs; `now_ms` defaults to the wall clock.
+    #[pyo3(signature = (events, now_ms=None))]
+    fn process(
+        &self,
+        py: Python<'_>,
+        events: Vec<(PyBackedStr, PyBackedBytes)>,
+        now_ms: Option<u64>,
+    ) -> BatchResult {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        let outcomes = py.detach(|| {
+            let mut p = self.lock();
+            p.process_batch(events.iter().map(|(s, b)| (&**s, &**b)), now)
+        });
+        BatchResult {
+            outcomes: Arc::new(outcomes),
+            dlq_prefix: self.dead_letter_prefix.clone(),
+        }
+    }
+
+    /// Counters since the router was built: events in, per status, per reason, per route.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let st = self.lock().stats().clone();
+        let d = PyDict::new(py);
+        d.set_item("events_in", st.events_in)?;
+        let by_status = PyDict::new(py);
+        for s in [Status::Routed, Status::Duplicate, Status::Stale, Status::DeadLetter] {
+            by_status.set_item(s.as_str(), st.by_status.get(&s).copied().unwrap_or(0))?;
+        }
+        d.set_item("by_status", by_status)?;
+        let by_reason = PyDict::new(py);
+        for (r, n) in &st.by_reason {
+            by_reason.set_item(r.as_str(), n)?;
+        }
+        d.set_item("by_reason", by_reason)?;
+        let by_route = PyDict::new(py);
+        for (r, n) in &st.by_route {
+            by_route.set_item(&**r, n)?;
+        }
+        d.set_item("by_route", by_route)?;
+        Ok(d)
+    }
+
+    /// Per route: remembered dedup and stale keys and the bytes they occupy.
+    fn memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mem = self.lock().memory();
+        let out = PyList::empty(py);
+        for m in mem {
+            let d = PyDict::new(py);
+            d.set_item("route", &*m.route)?;
+            d.set_item("dedup_keys", m.dedup_keys)?;
+            d.set_item("dedup_bytes", m.dedup_bytes)?;
+            d.set_item("stale_keys", m.stale_keys)?;
+            d.set_item("stale_bytes", m.stale_bytes)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+}
+
+/// The outcomes of one batch, in input order. Outcome objects are built on access.
+#[pyclass(frozen, sequence, module = "millstream._core")]
+struct BatchResult {
+    outcomes: Arc<Vec<CoreOutcome>>,
+    dlq_prefix: String,
+}
+
+#[pymethods]
+impl BatchResult {
+    fn __len__(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    fn __getitem__(&self, index: isize) -> PyResult<Outcome> {
+        let n = self.outcomes.len() as isize;
+        let i = if index < 0 { index + n } else { index };
+        if i < 0 || i >= n {
+            return Err(PyIndexError::new_err("outcome index out of range"));
+        }
+        Ok(Outcome {
+            batch: self.outcomes.clone(),
+            index: i as usize,
+            dlq_prefix: self.dlq_prefix.clone(),
+        })
+    }
+
+    /// The status of every outcome, in order.
+    fn statuses(&self) -> Vec<&'static str> {
+        self.outcomes.iter().map(|o| o.status.as_str()).collect()
+    }
+
+    /// How many outcomes have each status.
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for s in [Status::Routed, Status::Duplicate, Status::Stale, Status::DeadLetter] {
+            let n = self.outcomes.iter().filter(|o| o.status == s).count();
+            d.set_item(s.as_str(), n)?;
+        }
+        Ok(d)
+    }
+}
+
+/// A delivery of a routed event to one destination.
+#[pyclass(frozen, get_all, module = "millstream._core")]
+struct Delivery {
+    route: String,
+    subject: String,
+    lane: &'static str,
+    delivery: &'static str,
+    dedup_id: Option<String>,
+}
+
+#[pymethods]
+impl Delivery {
+    fn __repr__(&self) -> String {
+        format!(
+            "Delivery(route={:?}, subject={:?}, lane={:?}, delivery={:?})",
+            self.route, self.subject, self.lane, self.delivery
+        )
+    }
+}
+
+/// What happened to one event: `routed`, `duplicate`, `stale` or `dead_letter`.
+#[pyclass(frozen, module = "millstream._core")]
+struct Outcome {
+    batch: Arc<Vec<CoreOutcome>>,
+    index: usize,
+    dlq_prefix: String,
+}
+
+impl Outcome {
+    fn get(&self) -> &CoreOutcome {
+        &self.batch[self.index]
+    }
+}
+
+fn hex_id(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+#[pymethods]
+impl Outcome {
+    #[getter]
+    fn status(&self) -> &'static str {
+        self.get().status.as_str()
+    }
+
+    #[getter]
+    fn source(&self) -> Option<String> {
+        self.get().source.as_deref().map(str::to_owned)
+    }
+
+    /// Canonical type name, e.g. `inventory_movement`.
+    #[getter]
+    fn canonical_type(&self) -> Option<String> {
+        self.get().canonical_type.as_deref().map(str::to_owned)
+    }
+
+    /// CloudEvents id of the canonical event (also its `Nats-Msg-Id`).
+    #[getter]
+    fn id(&self) -> Option<String> {
+        self.get().attributes.as_ref().map(|a| a.id.clone())
+    }
+
+    /// CloudEvents 1.0 attributes as a dict (absent optional attributes are left out).
+    #[getter]
+    fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(a) = &self.get().attributes else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("specversion", "1.0")?;
+        d.set_item("id", &a.id)?;
+        d.set_item("source", &*a.source)?;
+        d.set_item("type", &*a.ce_type)?;
+        d.set_item("datacontenttype", "application/json")?;
+        d.set_item("dataschema", &*a.dataschema)?;
+        for (k, v) in [("time", &a.time), ("subject", &a.subject), ("partitionkey", &a.partitionkey)] {
+            if let Some(v) = v {
+                d.set_item(k, v)?;
+            }
+        }
+        Ok(Some(d))
+    }
+
+    /// The canonical entity as JSON bytes (empty for dead letters).
+    #[getter]
+    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.get().data)
+    }
+
+    #[getter]
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.get()
+            .deliveries
+            .iter()
+            .map(|d| Delivery {
+                route: d.route.to_string(),
+                subject: d.subject.clone(),
+                lane: d.lane.as_str(),
+                delivery: d.mode.as_str(),
+                dedup_id: d.dedup_id.map(hex_id),
+            })
+            .collect()
+    }
+
+    /// Destination subjects, in route order.
+    #[getter]
+    fn destinations(&self) -> Vec<String> {
+        self.get().deliveries.iter().map(|d| d.subject.clone()).collect()
+    }
+
+    /// Names of the routes that delivered the event.
+    #[getter]
+    fn routes(&self) -> Vec<String> {
+        self.get().deliveries.iter().map(|d| d.route.to_string()).collect()
+    }
+
+    /// The most critical lane among the deliveries.
+    #[getter]
+    fn lane(&self) -> Option<&'static str> {
+        self.get().lane().map(|l| l.as_str())
+    }
+
+    /// The dedup id (hex of the 128-bit key hash) of the first delivery that has one.
+    #[getter]
+    fn dedup_id(&self) -> Option<String> {
+        self.get().deliveries.iter().find_map(|d| d.dedup_id).map(hex_id)
+    }
+
+    /// Routes that skipped the event: `(route, "duplicate" | "stale", detail)`.
+    #[getter]
+    fn skipped(&self) -> Vec<(String, &'static str, String)> {
+        self.get()
+            .skipped
+            .iter()
+            .map(|s| (s.route.to_string(), s.status.as_str(), s.detail.clone()))
+            .collect()
+    }
+
+    /// Dead-letter reason code, e.g. `duplicate_key`.
+    #[getter]
+    fn reason(&self) -> Option<&'static str> {
+        self.get().rejection.as_ref().map(|r| r.reason.as_str())
+    }
+
+    #[getter]
+    fn detail(&self) -> Option<String> {
+        self.get().rejection.as_ref().map(|r| r.detail.clone())
+    }
+
+    /// The route a rejection belongs to (predicate or destination failures).
+    #[getter]
+    fn route(&self) -> Option<String> {
+        self.get().route.as_deref().map(str::to_owned)
+    }
+
+    /// Where the dead letter goes: `<prefix>.<reason>`.
+    #[getter]
+    fn dead_letter_subject(&self) -> Option<String> {
+        self.get()
+            .rejection
+            .as_ref()
+            .map(|r| format!("{}.{}", self.dlq_prefix, r.reason.as_str()))
+    }
+
+    fn __repr__(&self) -> String {
+        let o = self.get();
+        match &o.rejection {
+            Some(r) => format!("Outcome(dead_letter, reason={:?}, detail={:?})", r.reason.as_str(), r.detail),
+            None => format!(
+                "Outcome({}, type={:?}, destinations={:?})",
+                o.status.as_str(),
+                o.canonical_type.as_deref().unwrap_or(""),
+                o.deliveries.iter().map(|d| d.subject.as_str()).collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+/// Every dead-letter reason code the core can emit.
+#[pyfunction]
+fn reason_codes() -> Vec<&'static str> {
+    Reason::ALL.iter().map(|r| r.as_str()).collect()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CoreRouter>()?;
+    m.add_class::<BatchResult>()?;
+    m.add_class::<Outcome>()?;
+    m.add_class::<Delivery>()?;
+    m.add_function(wrap_pyfunction!(reason_codes, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

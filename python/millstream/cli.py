@@ -1,0 +1,69 @@
+"""`millstream` command line: parses arguments, sets up logging, loads config; the work
+lives elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from millstream.errors import MillstreamError
+
+
+def _check(args: argparse.Namespace) -> int:
+    from millstream.describe import routes_table, sources_table
+    from millstream.router import Router
+
+    # Building the Router compiles the plan in Rust too: schemas, predicates, templates.
+    router = Router.from_config(args.config)
+    out = Console()
+    out.print(sources_table(router.config))
+    out.print(routes_table(router.config))
+    out.print(f"[green]ok[/green] {args.config}: plan {router.version}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from millstream.bench import core
+
+    return core.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="millstream", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate and compile a config, print its routes")
+    check.add_argument("config", help="path to a YAML config")
+    check.set_defaults(func=_check)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    core = bench_sub.add_parser("core", help="the in-process core against pure Python")
+    from millstream.bench import core as core_bench
+
+    core_bench.add_arguments(core)
+    core.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except MillstreamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Human-readable views of a config, for `millstream check`."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from millstream.config import Config, DedupConfig
+
+
+def _window(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _dedup(d: DedupConfig | None) -> str:
+    if d is None:
+        return "-"
+    return f"{d.key} / {_window(d.window)} (max {d.capacity:,})"
+
+
+def routes_table(config: Config) -> Table:
+    """One row per route: what it matches, its lane, delivery, destination and dedup."""
+    t = Table(title=f"{config.name}: {len(config.routes)} routes", title_justify="left")
+    for col in ("route", "match", "when", "lane", "delivery", "destination", "dedup", "stale"):
+        t.add_column(col, overflow="fold")
+    for r in config.routes:
+        match = ", ".join(r.match.subjects)
+        if r.match.types:
+            match += " [" + ", ".join(r.match.types) + "]"
+        stale = f"{r.stale.key} by {r.stale.version}" if r.stale else "-"
+        t.add_row(
+            r.name, match, r.when or "-", r.lane, r.delivery, r.to, _dedup(r.dedup), stale
+        )
+    return t
+
+
+def sources_table(config: Config) -> Table:
+    t = Table(title=f"{len(config.sources)} sources", title_justify="left")
+    for col in ("source", "subjects", "profile", "schema", "mapping", "canonical type"):
+        t.add_column(col, overflow="fold")
+    for s in config.sources:
+        m = config.mappings[s.mapping]
+        t.add_row(
+            s.name,
+            ", ".join(s.subjects),
+            s.profile,
+            "yes" if s.schema_ is not None else "-",
+            s.mapping,
+            m.canonical,
+        )
+    return t
