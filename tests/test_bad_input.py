@@ -6,8 +6,14 @@ import pytest
 
 from millstream import Router, reason_codes
 
-GOOD_T = b'{"machine": "m1", "plant": "p1", "metric": "temp", "value": 20.5, "unit": "degC", "ts": 1795000000000}'
-GOOD_Q = b'{"_id": 7, "_model": "quality.alert", "name": "QA/7", "priority": "3", "stage_id": 1, "write_date": "2026-11-27 08:15:02"}'
+GOOD_T = (
+    b'{"machine": "m1", "plant": "p1", "metric": "temp", "value": 20.5, "unit": "degC", '
+    b'"ts": 1795000000000}'
+)
+GOOD_Q = (
+    b'{"_id": 7, "_model": "quality.alert", "name": "QA/7", "priority": "3", "stage_id": 1, '
+    b'"write_date": "2026-11-27 08:15:02"}'
+)
 
 T = "mes.line1.telemetry"
 Q = "odoo.quality_alert"
@@ -26,7 +32,12 @@ BAD = [
     ("nan", T, GOOD_T.replace(b"20.5", b"NaN"), "non_finite_number"),
     ("infinity", T, GOOD_T.replace(b"20.5", b"-Infinity"), "non_finite_number"),
     ("huge_exponent", T, GOOD_T.replace(b"20.5", b"1e999"), "non_finite_number"),
-    ("integer_overflow", T, GOOD_T.replace(b"1795000000000", b"179500000000000000000000"), "integer_overflow"),
+    (
+        "integer_overflow",
+        T,
+        GOOD_T.replace(b"1795000000000", b"179500000000000000000000"),
+        "integer_overflow",
+    ),
     ("lone_surrogate", T, GOOD_T.replace(b'"m1"', b'"m\\ud800"'), "invalid_unicode_escape"),
     ("array_top_level", T, b"[" + GOOD_T + b"]", "not_an_object"),
     ("unknown_subject", "nobody.listens.here", GOOD_T, "unknown_source"),
@@ -40,7 +51,12 @@ BAD = [
     ("subject_injection_dot", T, GOOD_T.replace(b'"m1"', b'"m1.evil"'), "subject_rejected"),
     ("subject_injection_wildcard", T, GOOD_T.replace(b'"m1"', b'">"'), "subject_rejected"),
     ("subject_injection_space", T, GOOD_T.replace(b'"m1"', b'"m1 x"'), "subject_rejected"),
-    ("subject_token_too_long", T, GOOD_T.replace(b'"m1"', b'"' + b"m" * 65 + b'"'), "subject_rejected"),
+    (
+        "subject_token_too_long",
+        T,
+        GOOD_T.replace(b'"m1"', b'"' + b"m" * 65 + b'"'),
+        "subject_rejected",
+    ),
 ]
 
 
@@ -49,8 +65,12 @@ def test_good_inputs_route(router: Router) -> None:
     assert router.process_one(Q, GOOD_Q).status == "routed"
 
 
-@pytest.mark.parametrize(("subject", "payload", "reason"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
-def test_bad_input_is_a_dead_letter(router: Router, subject: str, payload: bytes, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("subject", "payload", "reason"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_input_is_a_dead_letter(
+    router: Router, subject: str, payload: bytes, reason: str
+) -> None:
     out = router.process_one(subject, payload)
     assert out.status == "dead_letter"
     assert out.reason == reason, out.detail

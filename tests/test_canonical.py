@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from millstream import canonical
 from millstream.canonical import CANONICAL_MODELS, CanonicalModel
 

@@ -14,21 +14,73 @@ from .conftest import EXAMPLES, MINI
 
 # (id, replace-this, with-this, expected fragments of the message)
 MISTAKES = [
-    ("bad_lane", "lane: bulk", "lane: slow", ["routes[0].lane", "'critical', 'standard' or 'bulk'"]),
-    ("unknown_key", "lane: bulk", "lane: bulk\n    priority: 3", ["routes[0].priority", "Extra inputs"]),
+    (
+        "bad_lane",
+        "lane: bulk",
+        "lane: slow",
+        ["routes[0].lane", "'critical', 'standard' or 'bulk'"],
+    ),
+    (
+        "unknown_key",
+        "lane: bulk",
+        "lane: bulk\n    priority: 3",
+        ["routes[0].priority", "Extra inputs"],
+    ),
     ("bad_window", "window: 10s", "window: soon", ["routes[0].dedup.window", "not a duration"]),
-    ("unknown_mapping", "mapping: telemetry", "mapping: telemetri", ["sources[0].mapping", "no mapping named 'telemetri'"]),
-    ("unknown_canonical_field", "      plant: plant\n", "      plantt: plant\n", ["mappings.telemetry", "no field(s) plantt"]),
-    ("bad_subject", 'subjects: ["mes.*.telemetry"]', 'subjects: ["mes.*x.telemetry"]', ["sources[0].subjects[0]", "wildcards must be whole tokens"]),
-    ("wildcard_in_destination", 'to: "alerts.quality"', 'to: "alerts.*"', ["routes[2].to", "must be literal"]),
-    ("destination_field_unknown", 'to: "quality.hold.{status}"', 'to: "quality.hold.{colour}"', ["routes[1]", "{colour} is not a canonical field"]),
-    ("unknown_unit_table", "unit: {path: unit, unit_name: temp}", "unit: {path: unit, unit_name: pressure}", ["mappings.telemetry.fields.unit", "no unit table 'pressure'"]),
-    ("two_inputs", "priority: {path: priority, type: integer}", "priority: {path: priority, const: 1}", ["mappings.hold.fields.priority", "exactly one of"]),
-    ("bad_max_depth", "max_depth: 8", "max_depth: 1000", ["limits.max_depth", "less than or equal to 128"]),
+    (
+        "unknown_mapping",
+        "mapping: telemetry",
+        "mapping: telemetri",
+        ["sources[0].mapping", "no mapping named 'telemetri'"],
+    ),
+    (
+        "unknown_canonical_field",
+        "      plant: plant\n",
+        "      plantt: plant\n",
+        ["mappings.telemetry", "no field(s) plantt"],
+    ),
+    (
+        "bad_subject",
+        'subjects: ["mes.*.telemetry"]',
+        'subjects: ["mes.*x.telemetry"]',
+        ["sources[0].subjects[0]", "wildcards must be whole tokens"],
+    ),
+    (
+        "wildcard_in_destination",
+        'to: "alerts.quality"',
+        'to: "alerts.*"',
+        ["routes[2].to", "must be literal"],
+    ),
+    (
+        "destination_field_unknown",
+        'to: "quality.hold.{status}"',
+        'to: "quality.hold.{colour}"',
+        ["routes[1]", "{colour} is not a canonical field"],
+    ),
+    (
+        "unknown_unit_table",
+        "unit: {path: unit, unit_name: temp}",
+        "unit: {path: unit, unit_name: pressure}",
+        ["mappings.telemetry.fields.unit", "no unit table 'pressure'"],
+    ),
+    (
+        "two_inputs",
+        "priority: {path: priority, type: integer}",
+        "priority: {path: priority, const: 1}",
+        ["mappings.hold.fields.priority", "exactly one of"],
+    ),
+    (
+        "bad_max_depth",
+        "max_depth: 8",
+        "max_depth: 1000",
+        ["limits.max_depth", "less than or equal to 128"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("old", "new", "fragments"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+@pytest.mark.parametrize(
+    ("old", "new", "fragments"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES]
+)
 def test_mistake_is_located(tmp_path: Path, old: str, new: str, fragments: list[str]) -> None:
     assert old in MINI
     path = tmp_path / "plant.yaml"
@@ -57,7 +109,15 @@ def test_missing_file() -> None:
 
 @pytest.mark.parametrize(
     ("value", "ms"),
-    [("500ms", 500), ("10s", 10_000), ("5m", 300_000), ("2h", 7_200_000), ("1d", 86_400_000), (30, 30_000), ("1.5s", 1500)],
+    [
+        ("500ms", 500),
+        ("10s", 10_000),
+        ("5m", 300_000),
+        ("2h", 7_200_000),
+        ("1d", 86_400_000),
+        (30, 30_000),
+        ("1.5s", 1500),
+    ],
 )
 def test_durations(value: object, ms: int) -> None:
     assert parse_duration_ms(value) == ms

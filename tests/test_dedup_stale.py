@@ -13,13 +13,26 @@ T0 = 1_795_000_000_000
 
 
 def telemetry(machine: str = "m1", ts: int = T0, value: float = 20.5) -> tuple[str, bytes]:
-    body = {"machine": machine, "plant": "p1", "metric": "temp", "value": value, "unit": "degC", "ts": ts}
+    body = {
+        "machine": machine,
+        "plant": "p1",
+        "metric": "temp",
+        "value": value,
+        "unit": "degC",
+        "ts": ts,
+    }
     return "mes.line1.telemetry", json.dumps(body).encode()
 
 
 def hold(write_date: str, stage: int = 1, priority: str = "1", _id: int = 7) -> tuple[str, bytes]:
-    body = {"_id": _id, "_model": "quality.alert", "name": f"QA/{_id}", "priority": priority,
-            "stage_id": stage, "write_date": write_date}
+    body = {
+        "_id": _id,
+        "_model": "quality.alert",
+        "name": f"QA/{_id}",
+        "priority": priority,
+        "stage_id": stage,
+        "write_date": write_date,
+    }
     return "odoo.quality_alert", json.dumps(body, sort_keys=True).encode()
 
 
@@ -35,7 +48,11 @@ def test_duplicate_within_window_then_new_after(router: Router) -> None:
 def test_duplicates_inside_one_batch(router: Router) -> None:
     a, b = telemetry("m1"), telemetry("m2")
     assert router.process([a, b, a, a, b], now_ms=T0).statuses() == [
-        "routed", "routed", "duplicate", "duplicate", "duplicate"
+        "routed",
+        "routed",
+        "duplicate",
+        "duplicate",
+        "duplicate",
     ]
 
 
@@ -47,7 +64,9 @@ def test_dedup_id_is_stable_across_routers(make_router: Callable[..., Router]) -
 
 
 def test_capacity_bounds_memory_and_forgets_oldest(make_router: Callable[..., Router]) -> None:
-    r = make_router(mini_config().replace("window: 10s, capacity: 1000", "window: 1h, capacity: 100"))
+    r = make_router(
+        mini_config().replace("window: 10s, capacity: 1000", "window: 1h, capacity: 100")
+    )
     events = [telemetry(ts=T0 + i) for i in range(1_000)]
     assert r.process(events, now_ms=T0).counts()["routed"] == 1_000
     mem = {m["route"]: m for m in r.memory()}["telemetry"]

@@ -63,7 +63,9 @@ def test_example_event(example_router: Router, case: dict[str, Any]) -> None:
 
 
 def test_redelivered_odoo_record_is_a_duplicate(example_router: Router) -> None:
-    case = next(c for c in CASES if c["subject"] == "odoo.stock_move" and c["expect"]["status"] == "routed")
+    case = next(
+        c for c in CASES if c["subject"] == "odoo.stock_move" and c["expect"]["status"] == "routed"
+    )
     payload = (EXAMPLES / "events" / case["file"]).read_bytes()
     r = Router.from_config(EXAMPLES / "manufacturing.yaml", clock=lambda: 1_795_000_000_000)
     first, again = r.process([(case["subject"], payload), (case["subject"], payload)])

@@ -19,7 +19,9 @@ CODES = set(reason_codes())
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 telemetry_like = st.fixed_dictionaries(
@@ -65,5 +67,10 @@ def test_mapping_is_deterministic_and_dedup_keys_stable(doc: dict[str, Any]) -> 
     b = Router(parse_config(MINI)).process([("mes.l1.telemetry", payload)], now_ms=2)[0]
     check(a)
     assert (a.status, a.reason, a.data, a.destinations, a.dedup_id, a.id) == (
-        b.status, b.reason, b.data, b.destinations, b.dedup_id, b.id
+        b.status,
+        b.reason,
+        b.data,
+        b.destinations,
+        b.dedup_id,
+        b.id,
     )

@@ -381,7 +381,9 @@ def _unique(names: list[str], where: str) -> None:
 # --- loading -------------------------------------------------------------------------------
 
 
-def _line_index(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[Any, ...], int]) -> None:
+def _line_index(
+    node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[Any, ...], int]
+) -> None:
     """Remember the YAML line of every key path so errors can point at it."""
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):

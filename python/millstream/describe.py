@@ -30,9 +30,7 @@ def routes_table(config: Config) -> Table:
         if r.match.types:
             match += " [" + ", ".join(r.match.types) + "]"
         stale = f"{r.stale.key} by {r.stale.version}" if r.stale else "-"
-        t.add_row(
-            r.name, match, r.when or "-", r.lane, r.delivery, r.to, _dedup(r.dedup), stale
-        )
+        t.add_row(r.name, match, r.when or "-", r.lane, r.delivery, r.to, _dedup(r.dedup), stale)
     return t
 
 

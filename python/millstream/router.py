@@ -30,9 +30,7 @@ class Router:
         self._clock = clock
 
     @classmethod
-    def from_config(
-        cls, path: str | Path, *, clock: Callable[[], int] = _wall_clock_ms
-    ) -> Router:
+    def from_config(cls, path: str | Path, *, clock: Callable[[], int] = _wall_clock_ms) -> Router:
         """Load, validate and compile a YAML config file."""
         try:
             return cls(load_config(path), clock=clock)
@@ -45,7 +43,10 @@ class Router:
         return self._core.version
 
     def process(
-        self, events: Sequence[tuple[str, bytes]] | Iterable[tuple[str, bytes]], *, now_ms: int | None = None
+        self,
+        events: Sequence[tuple[str, bytes]] | Iterable[tuple[str, bytes]],
+        *,
+        now_ms: int | None = None,
     ) -> BatchResult:
         """One outcome per event, in input order. The GIL is released while the batch runs."""
         batch = events if isinstance(events, list) else list(events)

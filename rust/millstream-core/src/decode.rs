@@ -47,7 +47,10 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Map<String, Value>, Rejec
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )
     })?;
-    if text.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty() {
+    if text
+        .trim_matches(|c: char| c.is_ascii_whitespace())
+        .is_empty()
+    {
         return Err(Rejection::new(Reason::EmptyDocument, "no JSON value"));
     }
     let big_float = Cell::new(false);
@@ -257,8 +260,11 @@ mod tests {
 
     #[test]
     fn good_object_decodes() {
-        let m = decode(br#" {"a": 1, "b": [1, 2.5, "x"], "c": {"d": null}} "#, &Limits::default())
-            .expect("decodes");
+        let m = decode(
+            br#" {"a": 1, "b": [1, 2.5, "x"], "c": {"d": null}} "#,
+            &Limits::default(),
+        )
+        .expect("decodes");
         assert_eq!(m["b"][1], serde_json::json!(2.5));
         assert_eq!(m["c"]["d"], Value::Null);
     }
@@ -282,7 +288,10 @@ mod tests {
             (b"{\"a\": NaN}", Reason::NonFiniteNumber),
             (b"{\"a\": -Infinity}", Reason::NonFiniteNumber),
             (b"{\"a\": 1e400}", Reason::NonFiniteNumber),
-            (b"{\"a\": 123456789012345678901234}", Reason::IntegerOverflow),
+            (
+                b"{\"a\": 123456789012345678901234}",
+                Reason::IntegerOverflow,
+            ),
             (b"{\"a\": -9223372036854775809}", Reason::IntegerOverflow),
             (b"{\"a\": \"\\ud800\"}", Reason::InvalidUnicodeEscape),
             (b"{\"a\": \"\\udc00x\"}", Reason::InvalidUnicodeEscape),
@@ -290,7 +299,12 @@ mod tests {
             (b"\"text\"", Reason::NotAnObject),
         ];
         for (input, want) in cases {
-            assert_eq!(reason(input), Some(want), "input {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                reason(input),
+                Some(want),
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -303,10 +317,15 @@ mod tests {
 
     #[test]
     fn depth_limit_is_configurable() {
-        let limits = Limits { max_bytes: 1000, max_depth: 2 };
+        let limits = Limits {
+            max_bytes: 1000,
+            max_depth: 2,
+        };
         assert!(decode(br#"{"a": {"b": 1}}"#, &limits).is_ok());
         assert_eq!(
-            decode(br#"{"a": {"b": [1]}}"#, &limits).err().map(|r| r.reason),
+            decode(br#"{"a": {"b": [1]}}"#, &limits)
+                .err()
+                .map(|r| r.reason),
             Some(Reason::TooDeep)
         );
     }

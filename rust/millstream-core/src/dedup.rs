@@ -152,7 +152,8 @@ impl DedupCache {
         if now.saturating_sub(self.last_sweep) >= self.window_ticks {
             self.last_sweep = now;
             let window = self.window_ticks;
-            self.table.retain(|_, seen| now.saturating_sub(*seen) < window);
+            self.table
+                .retain(|_, seen| now.saturating_sub(*seen) < window);
         }
         if self.table.len() >= self.capacity && !self.table.contains_key(&key) {
             evict_oldest(&mut self.table, |&t| t);
@@ -224,7 +225,10 @@ mod tests {
                 c.remember(KeyHash::of(&i.to_string()), 0);
             }
             let per_key = c.memory_bytes() as f64 / c.len() as f64;
-            assert!(per_key <= 64.0, "capacity {cap}: {per_key:.1} bytes per key");
+            assert!(
+                per_key <= 64.0,
+                "capacity {cap}: {per_key:.1} bytes per key"
+            );
         }
     }
 

@@ -70,10 +70,12 @@ impl Mapper {
                 detail: format!("no unit table {name:?}"),
             })?;
             tables.push(t.clone());
-            let (k, _) = units.get_key_value(name).ok_or_else(|| PlanError::Invalid {
-                at: at.to_owned(),
-                detail: format!("no unit table {name:?}"),
-            })?;
+            let (k, _) = units
+                .get_key_value(name)
+                .ok_or_else(|| PlanError::Invalid {
+                    at: at.to_owned(),
+                    detail: format!("no unit table {name:?}"),
+                })?;
             table_ix.insert(k.as_str(), tables.len() - 1);
             Ok(tables.len() - 1)
         };
@@ -118,10 +120,14 @@ impl Mapper {
                 format: s.format,
                 many2one: s.many2one,
                 map: s.map.clone(),
-                map_default: s.has_map_default.then(|| s.map_default.clone().unwrap_or(Value::Null)),
+                map_default: s
+                    .has_map_default
+                    .then(|| s.map_default.clone().unwrap_or(Value::Null)),
                 convert,
                 unit_name,
-                default: s.has_default.then(|| s.default.clone().unwrap_or(Value::Null)),
+                default: s
+                    .has_default
+                    .then(|| s.default.clone().unwrap_or(Value::Null)),
             });
         }
         Ok(Mapper {
@@ -148,7 +154,9 @@ impl Mapper {
     fn empty(&self, v: Option<&Value>, ty: FieldType) -> bool {
         match v {
             None | Some(Value::Null) => true,
-            Some(Value::Bool(false)) => self.profile == Profile::OdooWebhook && ty != FieldType::Boolean,
+            Some(Value::Bool(false)) => {
+                self.profile == Profile::OdooWebhook && ty != FieldType::Boolean
+            }
             _ => false,
         }
     }
@@ -173,7 +181,10 @@ impl Mapper {
             Input::Const(c) => Some(c),
             Input::Template(t) => {
                 rendered = t
-                    .render(|p| lookup_path(src, p).filter(|v| !self.empty(Some(v), FieldType::String)), |_, _| Ok(()))
+                    .render(
+                        |p| lookup_path(src, p).filter(|v| !self.empty(Some(v), FieldType::String)),
+                        |_, _| Ok(()),
+                    )
                     .ok()
                     .map(Value::String);
                 rendered.as_ref()
@@ -240,7 +251,11 @@ fn scalar_key(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
         Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
         Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b {
+            "true"
+        } else {
+            "false"
+        })),
         _ => None,
     }
 }
@@ -330,14 +345,19 @@ pub fn timestamp(v: &Value, format: TimestampFormat) -> Result<DateTime<Utc>, Re
         (Value::String(s), F::Rfc3339) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| bad_time(v, &e.to_string())),
-        (Value::String(s), F::Odoo) => odoo_datetime(s).ok_or_else(|| bad_time(v, "expected YYYY-MM-DD HH:MM:SS")),
+        (Value::String(s), F::Odoo) => {
+            odoo_datetime(s).ok_or_else(|| bad_time(v, "expected YYYY-MM-DD HH:MM:SS"))
+        }
         (Value::String(s), F::Auto) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .ok()
             .or_else(|| odoo_datetime(s))
             .ok_or_else(|| bad_time(v, "not RFC 3339 nor YYYY-MM-DD[ HH:MM:SS]")),
         (Value::String(s), F::EpochMs | F::EpochS) => {
-            let n: f64 = s.trim().parse().map_err(|_| bad_time(v, "not an epoch number"))?;
+            let n: f64 = s
+                .trim()
+                .parse()
+                .map_err(|_| bad_time(v, "not an epoch number"))?;
             let scale = if format == F::EpochS { 1000.0 } else { 1.0 };
             from_epoch_ms(n * scale, v)
         }
@@ -387,53 +407,232 @@ mod tests {
 
     fn run(profile: Profile, field: Value, src: Value) -> Result<Value, Reason> {
         let m = Mapper::compile("m", &[spec(field)], profile, &units()).expect("compiles");
-        let Value::Object(src) = src else { unreachable!("object") };
-        m.apply(&src).map(|mut o| o.remove("f").unwrap_or(Value::Null)).map_err(|r| r.reason)
+        let Value::Object(src) = src else {
+            unreachable!("object")
+        };
+        m.apply(&src)
+            .map(|mut o| o.remove("f").unwrap_or(Value::Null))
+            .map_err(|r| r.reason)
     }
 
     #[test]
     fn table_of_field_cases() {
         use Profile::{Json, OdooWebhook as Odoo};
         let cases: Vec<(Profile, Value, Value, Result<Value, Reason>)> = vec![
-            (Json, json!({"path": ["a"]}), json!({"a": "x"}), Ok(json!("x"))),
-            (Json, json!({"path": ["a"]}), json!({"a": 42}), Ok(json!("42"))),
-            (Json, json!({"path": ["a", "b"], "type": "integer"}), json!({"a": {"b": "7"}}), Ok(json!(7))),
-            (Json, json!({"path": ["a"], "type": "integer"}), json!({"a": 7.5}), Err(Reason::TypeMismatch)),
-            (Json, json!({"path": ["a"], "type": "number"}), json!({"a": "2.5"}), Ok(json!(2.5))),
-            (Json, json!({"path": ["a"], "type": "number"}), json!({"a": [1]}), Err(Reason::TypeMismatch)),
-            (Json, json!({"path": ["a"], "type": "boolean"}), json!({"a": "true"}), Ok(json!(true))),
-            (Json, json!({"path": ["missing"]}), json!({}), Ok(Value::Null)),
-            (Json, json!({"path": ["missing"], "default": "d", "has_default": true}), json!({}), Ok(json!("d"))),
-            (Json, json!({"const": "c", "has_const": true}), json!({}), Ok(json!("c"))),
-            (Json, json!({"template": "{a}-{b}"}), json!({"a": "x", "b": 1}), Ok(json!("x-1"))),
+            (
+                Json,
+                json!({"path": ["a"]}),
+                json!({"a": "x"}),
+                Ok(json!("x")),
+            ),
+            (
+                Json,
+                json!({"path": ["a"]}),
+                json!({"a": 42}),
+                Ok(json!("42")),
+            ),
+            (
+                Json,
+                json!({"path": ["a", "b"], "type": "integer"}),
+                json!({"a": {"b": "7"}}),
+                Ok(json!(7)),
+            ),
+            (
+                Json,
+                json!({"path": ["a"], "type": "integer"}),
+                json!({"a": 7.5}),
+                Err(Reason::TypeMismatch),
+            ),
+            (
+                Json,
+                json!({"path": ["a"], "type": "number"}),
+                json!({"a": "2.5"}),
+                Ok(json!(2.5)),
+            ),
+            (
+                Json,
+                json!({"path": ["a"], "type": "number"}),
+                json!({"a": [1]}),
+                Err(Reason::TypeMismatch),
+            ),
+            (
+                Json,
+                json!({"path": ["a"], "type": "boolean"}),
+                json!({"a": "true"}),
+                Ok(json!(true)),
+            ),
+            (
+                Json,
+                json!({"path": ["missing"]}),
+                json!({}),
+                Ok(Value::Null),
+            ),
+            (
+                Json,
+                json!({"path": ["missing"], "default": "d", "has_default": true}),
+                json!({}),
+                Ok(json!("d")),
+            ),
+            (
+                Json,
+                json!({"const": "c", "has_const": true}),
+                json!({}),
+                Ok(json!("c")),
+            ),
+            (
+                Json,
+                json!({"template": "{a}-{b}"}),
+                json!({"a": "x", "b": 1}),
+                Ok(json!("x-1")),
+            ),
             // Odoo: false is empty, many2one picks a part
-            (Odoo, json!({"path": ["a"]}), json!({"a": false}), Ok(Value::Null)),
-            (Odoo, json!({"path": ["a"], "type": "boolean"}), json!({"a": false}), Ok(json!(false))),
-            (Json, json!({"path": ["a"]}), json!({"a": false}), Ok(json!("false"))),
-            (Odoo, json!({"path": ["p"]}), json!({"p": [7, "Bolt M8"]}), Ok(json!("7"))),
-            (Odoo, json!({"path": ["p"], "many2one": "name"}), json!({"p": [7, "Bolt M8"]}), Ok(json!("Bolt M8"))),
-            (Odoo, json!({"path": ["p"]}), json!({"p": 7}), Ok(json!("7"))),
+            (
+                Odoo,
+                json!({"path": ["a"]}),
+                json!({"a": false}),
+                Ok(Value::Null),
+            ),
+            (
+                Odoo,
+                json!({"path": ["a"], "type": "boolean"}),
+                json!({"a": false}),
+                Ok(json!(false)),
+            ),
+            (
+                Json,
+                json!({"path": ["a"]}),
+                json!({"a": false}),
+                Ok(json!("false")),
+            ),
+            (
+                Odoo,
+                json!({"path": ["p"]}),
+                json!({"p": [7, "Bolt M8"]}),
+                Ok(json!("7")),
+            ),
+            (
+                Odoo,
+                json!({"path": ["p"], "many2one": "name"}),
+                json!({"p": [7, "Bolt M8"]}),
+                Ok(json!("Bolt M8")),
+            ),
+            (
+                Odoo,
+                json!({"path": ["p"]}),
+                json!({"p": 7}),
+                Ok(json!("7")),
+            ),
             // value maps
-            (Odoo, json!({"path": ["s"], "map": {"done": "done", "assigned": "reserved"}}), json!({"s": "assigned"}), Ok(json!("reserved"))),
-            (Odoo, json!({"path": ["s"], "map": {"done": "done"}}), json!({"s": "weird"}), Err(Reason::UnmappedValue)),
-            (Odoo, json!({"path": ["s"], "map": {"done": "done"}, "map_default": "other", "has_map_default": true}), json!({"s": "weird"}), Ok(json!("other"))),
-            (Odoo, json!({"path": ["s"], "type": "integer", "map": {"3": 3}}), json!({"s": "3"}), Ok(json!(3))),
+            (
+                Odoo,
+                json!({"path": ["s"], "map": {"done": "done", "assigned": "reserved"}}),
+                json!({"s": "assigned"}),
+                Ok(json!("reserved")),
+            ),
+            (
+                Odoo,
+                json!({"path": ["s"], "map": {"done": "done"}}),
+                json!({"s": "weird"}),
+                Err(Reason::UnmappedValue),
+            ),
+            (
+                Odoo,
+                json!({"path": ["s"], "map": {"done": "done"}, "map_default": "other", "has_map_default": true}),
+                json!({"s": "weird"}),
+                Ok(json!("other")),
+            ),
+            (
+                Odoo,
+                json!({"path": ["s"], "type": "integer", "map": {"3": 3}}),
+                json!({"s": "3"}),
+                Ok(json!(3)),
+            ),
             // units
-            (Odoo, json!({"path": ["q"], "type": "number", "convert": {"table": "uom", "from_path": ["u"], "from_unit": null}}), json!({"q": 2, "u": 2}), Ok(json!(24.0))),
-            (Odoo, json!({"path": ["q"], "type": "number", "convert": {"table": "uom", "from_path": ["u"], "from_unit": null}}), json!({"q": 2, "u": [2, "Dozens"]}), Ok(json!(24.0))),
-            (Odoo, json!({"path": ["q"], "type": "number", "convert": {"table": "uom", "from_path": ["u"], "from_unit": null}}), json!({"q": 2, "u": 99}), Err(Reason::UnknownUnit)),
-            (Json, json!({"path": ["t"], "type": "number", "convert": {"table": "temp", "from_path": null, "from_unit": "degF"}}), json!({"t": 212}), Ok(json!(100.0))),
-            (Odoo, json!({"path": ["u"], "unit_name": "uom"}), json!({"u": 2}), Ok(json!("unit"))),
-            (Json, json!({"path": ["u"], "unit_name": "temp"}), json!({"u": "furlong"}), Err(Reason::UnknownUnit)),
+            (
+                Odoo,
+                json!({"path": ["q"], "type": "number", "convert": {"table": "uom", "from_path": ["u"], "from_unit": null}}),
+                json!({"q": 2, "u": 2}),
+                Ok(json!(24.0)),
+            ),
+            (
+                Odoo,
+                json!({"path": ["q"], "type": "number", "convert": {"table": "uom", "from_path": ["u"], "from_unit": null}}),
+                json!({"q": 2, "u": [2, "Dozens"]}),
+                Ok(json!(24.0)),
+            ),
+            (
+                Odoo,
+                json!({"path": ["q"], "type": "number", "convert": {"table": "uom", "from_path": ["u"], "from_unit": null}}),
+                json!({"q": 2, "u": 99}),
+                Err(Reason::UnknownUnit),
+            ),
+            (
+                Json,
+                json!({"path": ["t"], "type": "number", "convert": {"table": "temp", "from_path": null, "from_unit": "degF"}}),
+                json!({"t": 212}),
+                Ok(json!(100.0)),
+            ),
+            (
+                Odoo,
+                json!({"path": ["u"], "unit_name": "uom"}),
+                json!({"u": 2}),
+                Ok(json!("unit")),
+            ),
+            (
+                Json,
+                json!({"path": ["u"], "unit_name": "temp"}),
+                json!({"u": "furlong"}),
+                Err(Reason::UnknownUnit),
+            ),
             // timestamps
-            (Odoo, json!({"path": ["w"], "type": "timestamp"}), json!({"w": "2026-11-27 08:15:02"}), Ok(json!("2026-11-27T08:15:02Z"))),
-            (Json, json!({"path": ["w"], "type": "timestamp"}), json!({"w": "2026-11-27T09:15:02+01:00"}), Ok(json!("2026-11-27T08:15:02Z"))),
-            (Json, json!({"path": ["w"], "type": "timestamp"}), json!({"w": 1_795_767_302_123u64}), Ok(json!("2026-11-27T08:15:02.123Z"))),
-            (Json, json!({"path": ["w"], "type": "timestamp", "format": "epoch_s"}), json!({"w": 1_795_767_302}), Ok(json!("2026-11-27T08:15:02Z"))),
-            (Json, json!({"path": ["w"], "type": "timestamp"}), json!({"w": "2026-11-27"}), Ok(json!("2026-11-27T00:00:00Z"))),
-            (Json, json!({"path": ["w"], "type": "timestamp"}), json!({"w": "yesterday"}), Err(Reason::InvalidTimestamp)),
-            (Json, json!({"path": ["w"], "type": "timestamp", "format": "odoo"}), json!({"w": "2026-11-27T08:15:02Z"}), Err(Reason::InvalidTimestamp)),
-            (Json, json!({"path": ["w"], "type": "timestamp"}), json!({"w": -5}), Err(Reason::InvalidTimestamp)),
+            (
+                Odoo,
+                json!({"path": ["w"], "type": "timestamp"}),
+                json!({"w": "2026-11-27 08:15:02"}),
+                Ok(json!("2026-11-27T08:15:02Z")),
+            ),
+            (
+                Json,
+                json!({"path": ["w"], "type": "timestamp"}),
+                json!({"w": "2026-11-27T09:15:02+01:00"}),
+                Ok(json!("2026-11-27T08:15:02Z")),
+            ),
+            (
+                Json,
+                json!({"path": ["w"], "type": "timestamp"}),
+                json!({"w": 1_795_767_302_123u64}),
+                Ok(json!("2026-11-27T08:15:02.123Z")),
+            ),
+            (
+                Json,
+                json!({"path": ["w"], "type": "timestamp", "format": "epoch_s"}),
+                json!({"w": 1_795_767_302}),
+                Ok(json!("2026-11-27T08:15:02Z")),
+            ),
+            (
+                Json,
+                json!({"path": ["w"], "type": "timestamp"}),
+                json!({"w": "2026-11-27"}),
+                Ok(json!("2026-11-27T00:00:00Z")),
+            ),
+            (
+                Json,
+                json!({"path": ["w"], "type": "timestamp"}),
+                json!({"w": "yesterday"}),
+                Err(Reason::InvalidTimestamp),
+            ),
+            (
+                Json,
+                json!({"path": ["w"], "type": "timestamp", "format": "odoo"}),
+                json!({"w": "2026-11-27T08:15:02Z"}),
+                Err(Reason::InvalidTimestamp),
+            ),
+            (
+                Json,
+                json!({"path": ["w"], "type": "timestamp"}),
+                json!({"w": -5}),
+                Err(Reason::InvalidTimestamp),
+            ),
         ];
         for (i, (profile, field, src, want)) in cases.into_iter().enumerate() {
             let got = run(profile, field.clone(), src.clone());

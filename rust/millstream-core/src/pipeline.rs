@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use chrono::DateTime;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::decode::{decode, Limits};
@@ -196,12 +196,11 @@ impl Pipeline {
         names.sort();
         for name in names {
             let m = &spec.mappings[name];
-            let schema = SchemaCheck::compile(&m.schema).map_err(|detail| {
-                PlanError::CanonicalSchema {
+            let schema =
+                SchemaCheck::compile(&m.schema).map_err(|detail| PlanError::CanonicalSchema {
                     mapping: name.clone(),
                     detail,
-                }
-            })?;
+                })?;
             mapping_ix.insert(name.clone(), mappings.len());
             mappings.push(MappingRt {
                 canonical: m.canonical.as_str().into(),
@@ -218,20 +217,30 @@ impl Pipeline {
         }
         let mut sources = Vec::new();
         for s in &spec.sources {
-            let mapping = *mapping_ix.get(&s.mapping).ok_or_else(|| PlanError::Invalid {
-                at: format!("source {}", s.name),
-                detail: format!("no mapping {:?}", s.mapping),
-            })?;
+            let mapping = *mapping_ix
+                .get(&s.mapping)
+                .ok_or_else(|| PlanError::Invalid {
+                    at: format!("source {}", s.name),
+                    detail: format!("no mapping {:?}", s.mapping),
+                })?;
             let schema = match &s.schema {
                 None => None,
-                Some(v) => Some(SchemaCheck::compile(v).map_err(|detail| PlanError::SourceSchema {
-                    source_name: s.name.clone(),
-                    detail,
-                })?),
+                Some(v) => {
+                    Some(
+                        SchemaCheck::compile(v).map_err(|detail| PlanError::SourceSchema {
+                            source_name: s.name.clone(),
+                            detail,
+                        })?,
+                    )
+                }
             };
             sources.push(Source {
                 name: s.name.as_str().into(),
-                patterns: s.subjects.iter().map(|p| SubjectPattern::parse(p)).collect(),
+                patterns: s
+                    .subjects
+                    .iter()
+                    .map(|p| SubjectPattern::parse(p))
+                    .collect(),
                 profile: s.profile,
                 mapping,
                 schema,
@@ -242,14 +251,20 @@ impl Pipeline {
         for r in &spec.routes {
             let predicate = match &r.when {
                 None => None,
-                Some(w) => Some(Predicate::compile(w).map_err(|detail| PlanError::Predicate {
-                    route: r.name.clone(),
-                    detail,
-                })?),
+                Some(w) => Some(
+                    Predicate::compile(w).map_err(|detail| PlanError::Predicate {
+                        route: r.name.clone(),
+                        detail,
+                    })?,
+                ),
             };
             routes.push(Route {
                 name: r.name.as_str().into(),
-                patterns: r.subjects.iter().map(|p| SubjectPattern::parse(p)).collect(),
+                patterns: r
+                    .subjects
+                    .iter()
+                    .map(|p| SubjectPattern::parse(p))
+                    .collect(),
                 types: r.types.clone(),
                 predicate,
                 lane: r.lane,
@@ -345,11 +360,18 @@ impl Pipeline {
     }
 
     fn run(&mut self, subject: &str, payload: &[u8], now_ms: u64) -> Outcome {
-        let Some(src) = self.sources.iter().find(|s| any_match(&s.patterns, subject)) else {
+        let Some(src) = self
+            .sources
+            .iter()
+            .find(|s| any_match(&s.patterns, subject))
+        else {
             return Outcome::dead(
                 None,
                 None,
-                Rejection::new(Reason::UnknownSource, format!("no source reads {subject:?}")),
+                Rejection::new(
+                    Reason::UnknownSource,
+                    format!("no source reads {subject:?}"),
+                ),
             );
         };
         let source = Some(src.name.clone());
@@ -416,28 +438,25 @@ impl Pipeline {
             subject: m.subject.as_ref().and_then(|t| render(t).ok()),
             partitionkey: m.partitionkey.as_ref().and_then(|t| render(t).ok()),
         };
-        let lookup = |p: &[String]| -> Option<&Value> {
-            match p {
-                [ce, attr] if ce == "ce" => match attr.as_str() {
-                    "id" | "type" | "source" | "subject" => None, // resolved below
-                    _ => None,
-                },
-                _ => lookup_path(&entity, p),
-            }
-        };
         let ce_values: [(&str, Value); 4] = [
             ("id", Value::String(attrs.id.clone())),
             ("type", Value::String(attrs.ce_type.to_string())),
             ("source", Value::String(attrs.source.to_string())),
             (
                 "subject",
-                attrs.subject.clone().map(Value::String).unwrap_or(Value::Null),
+                attrs
+                    .subject
+                    .clone()
+                    .map(Value::String)
+                    .unwrap_or(Value::Null),
             ),
         ];
         let lookup = |p: &[String]| -> Option<&Value> {
             match p {
-                [ce, attr] if ce == "ce" => ce_values.iter().find(|(k, _)| k == attr).map(|(_, v)| v),
-                _ => lookup(p),
+                [ce, attr] if ce == "ce" => {
+                    ce_values.iter().find(|(k, _)| k == attr).map(|(_, v)| v)
+                }
+                _ => lookup_path(&entity, p),
             }
         };
 
@@ -459,7 +478,11 @@ impl Pipeline {
                 continue;
             }
             let rfail = |reason, detail: String| {
-                Outcome::dead(source.clone(), Some(r.name.clone()), Rejection::new(reason, detail))
+                Outcome::dead(
+                    source.clone(),
+                    Some(r.name.clone()),
+                    Rejection::new(reason, detail),
+                )
             };
             if let Some(p) = &r.predicate {
                 match p.eval(&self.cel, &entity, subject) {
@@ -486,7 +509,10 @@ impl Pipeline {
                     Some(Ok(v)) => v,
                     Some(Err(why)) => return rfail(Reason::KeyMissing, why),
                     None => {
-                        return rfail(Reason::KeyMissing, format!("stale.version: {} is empty", s.version))
+                        return rfail(
+                            Reason::KeyMissing,
+                            format!("stale.version: {} is empty", s.version),
+                        )
                     }
                 };
                 if let Some(newest) = s.guard.newer_than(key, version) {
@@ -500,7 +526,7 @@ impl Pipeline {
                 stale = Some((key, version));
             }
             let mut dedup = None;
-            if let Some(d) = &mut self.routes[ri].dedup.as_ref() {
+            if let Some(d) = &r.dedup {
                 let key = match d.key.render(lookup, |_, _| Ok(())) {
                     Ok(k) => KeyHash::of(&k),
                     Err(e) => return rfail(Reason::KeyMissing, render_err("dedup.key", e)),
@@ -528,7 +554,10 @@ impl Pipeline {
                     skipped.push(Skip {
                         route: r.name.clone(),
                         status: Status::Duplicate,
-                        detail: format!("dedup key seen within the window ({:032x})", key.as_u128()),
+                        detail: format!(
+                            "dedup key seen within the window ({:032x})",
+                            key.as_u128()
+                        ),
                     });
                     continue;
                 }
@@ -581,7 +610,9 @@ fn render_err(what: &str, e: RenderError) -> String {
 /// A version for the stale guard: an integer, or an RFC 3339 timestamp (microseconds).
 fn version_of(v: &Value) -> Result<i64, String> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| format!("version {n} is not an integer")),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("version {n} is not an integer")),
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp_micros())
             .map_err(|_| format!("version {s:?} is not an RFC 3339 timestamp")),
@@ -589,7 +620,3 @@ fn version_of(v: &Value) -> Result<i64, String> {
         other => Err(format!("version {other} is not a timestamp or integer")),
     }
 }
-
-// Entity is a Map; kept as an alias for readers of `run`.
-#[allow(dead_code)]
-type Entity = Map<String, Value>;

@@ -186,7 +186,16 @@ mod tests {
         for ok in ["press-07", "A_1", &"x".repeat(64)] {
             assert!(check_subject_token(ok, &p).is_ok(), "{ok}");
         }
-        for bad in ["", "a.b", "*", ">", "a b", "é", &"x".repeat(65), "a\r\nPUB x"] {
+        for bad in [
+            "",
+            "a.b",
+            "*",
+            ">",
+            "a b",
+            "é",
+            &"x".repeat(65),
+            "a\r\nPUB x",
+        ] {
             assert!(check_subject_token(bad, &p).is_err(), "{bad}");
         }
     }
@@ -198,7 +207,11 @@ mod tests {
             Value::Object(m) => m,
             _ => unreachable!("object"),
         };
-        let eval = |src: &str| Predicate::compile(src).expect("compiles").eval(&root, &data, "odoo.x");
+        let eval = |src: &str| {
+            Predicate::compile(src)
+                .expect("compiles")
+                .eval(&root, &data, "odoo.x")
+        };
         assert_eq!(eval("priority >= 2 && status == 'open'"), Ok(true));
         assert_eq!(eval("event.priority < 2"), Ok(false));
         assert_eq!(eval("input_subject.startsWith('odoo.')"), Ok(true));

@@ -28,7 +28,11 @@ impl SchemaCheck {
             Ok(()) => Ok(()),
             Err(e) => {
                 let path = e.instance_path().to_string();
-                let path = if path.is_empty() { "/".to_owned() } else { path };
+                let path = if path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    path
+                };
                 let mut msg = e.to_string();
                 if msg.len() > 300 {
                     let mut end = 297;

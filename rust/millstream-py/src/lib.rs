@@ -113,7 +113,12 @@ impl CoreRouter {
         let d = PyDict::new(py);
         d.set_item("events_in", st.events_in)?;
         let by_status = PyDict::new(py);
-        for s in [Status::Routed, Status::Duplicate, Status::Stale, Status::DeadLetter] {
+        for s in [
+            Status::Routed,
+            Status::Duplicate,
+            Status::Stale,
+            Status::DeadLetter,
+        ] {
             by_status.set_item(s.as_str(), st.by_status.get(&s).copied().unwrap_or(0))?;
         }
         d.set_item("by_status", by_status)?;
@@ -181,7 +186,12 @@ impl BatchResult {
     /// How many outcomes have each status.
     fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for s in [Status::Routed, Status::Duplicate, Status::Stale, Status::DeadLetter] {
+        for s in [
+            Status::Routed,
+            Status::Duplicate,
+            Status::Stale,
+            Status::DeadLetter,
+        ] {
             let n = self.outcomes.iter().filter(|o| o.status == s).count();
             d.set_item(s.as_str(), n)?;
         }
@@ -264,7 +274,11 @@ impl Outcome {
         d.set_item("type", &*a.ce_type)?;
         d.set_item("datacontenttype", "application/json")?;
         d.set_item("dataschema", &*a.dataschema)?;
-        for (k, v) in [("time", &a.time), ("subject", &a.subject), ("partitionkey", &a.partitionkey)] {
+        for (k, v) in [
+            ("time", &a.time),
+            ("subject", &a.subject),
+            ("partitionkey", &a.partitionkey),
+        ] {
             if let Some(v) = v {
                 d.set_item(k, v)?;
             }
@@ -296,13 +310,21 @@ impl Outcome {
     /// Destination subjects, in route order.
     #[getter]
     fn destinations(&self) -> Vec<String> {
-        self.get().deliveries.iter().map(|d| d.subject.clone()).collect()
+        self.get()
+            .deliveries
+            .iter()
+            .map(|d| d.subject.clone())
+            .collect()
     }
 
     /// Names of the routes that delivered the event.
     #[getter]
     fn routes(&self) -> Vec<String> {
-        self.get().deliveries.iter().map(|d| d.route.to_string()).collect()
+        self.get()
+            .deliveries
+            .iter()
+            .map(|d| d.route.to_string())
+            .collect()
     }
 
     /// The most critical lane among the deliveries.
@@ -314,7 +336,11 @@ impl Outcome {
     /// The dedup id (hex of the 128-bit key hash) of the first delivery that has one.
     #[getter]
     fn dedup_id(&self) -> Option<String> {
-        self.get().deliveries.iter().find_map(|d| d.dedup_id).map(hex_id)
+        self.get()
+            .deliveries
+            .iter()
+            .find_map(|d| d.dedup_id)
+            .map(hex_id)
     }
 
     /// Routes that skipped the event: `(route, "duplicate" | "stale", detail)`.
@@ -356,12 +382,19 @@ impl Outcome {
     fn __repr__(&self) -> String {
         let o = self.get();
         match &o.rejection {
-            Some(r) => format!("Outcome(dead_letter, reason={:?}, detail={:?})", r.reason.as_str(), r.detail),
+            Some(r) => format!(
+                "Outcome(dead_letter, reason={:?}, detail={:?})",
+                r.reason.as_str(),
+                r.detail
+            ),
             None => format!(
                 "Outcome({}, type={:?}, destinations={:?})",
                 o.status.as_str(),
                 o.canonical_type.as_deref().unwrap_or(""),
-                o.deliveries.iter().map(|d| d.subject.as_str()).collect::<Vec<_>>()
+                o.deliveries
+                    .iter()
+                    .map(|d| d.subject.as_str())
+                    .collect::<Vec<_>>()
             ),
         }
     }
