@@ -15,6 +15,8 @@ use crate::plan::{FieldSpec, FieldType, Many2onePart, Profile, TimestampFormat, 
 use crate::template::{lookup_path, Template};
 
 type UnitTable = HashMap<String, UnitEntry>;
+// Per-event lookups use hashbrown's default (foldhash) rather than std's SipHash.
+type FastMap<V> = hashbrown::HashMap<String, V>;
 
 enum Input {
     Path(Vec<String>),
@@ -38,7 +40,7 @@ struct FieldPlan {
     ty: FieldType,
     format: TimestampFormat,
     many2one: Many2onePart,
-    map: Option<HashMap<String, Value>>,
+    map: Option<FastMap<Value>>,
     map_default: Option<Value>,
     convert: Option<Convert>,
     unit_name: Option<usize>,
@@ -49,7 +51,7 @@ struct FieldPlan {
 pub struct Mapper {
     profile: Profile,
     fields: Vec<FieldPlan>,
-    tables: Vec<UnitTable>,
+    tables: Vec<FastMap<UnitEntry>>,
 }
 
 impl Mapper {
@@ -59,7 +61,7 @@ impl Mapper {
         profile: Profile,
         units: &HashMap<String, UnitTable>,
     ) -> Result<Mapper, PlanError> {
-        let mut tables: Vec<UnitTable> = Vec::new();
+        let mut tables: Vec<FastMap<UnitEntry>> = Vec::new();
         let mut table_ix: HashMap<&str, usize> = HashMap::new();
         let mut table = |name: &str, at: &str| -> Result<usize, PlanError> {
             if let Some(&i) = table_ix.get(name) {
@@ -69,7 +71,7 @@ impl Mapper {
                 at: at.to_owned(),
                 detail: format!("no unit table {name:?}"),
             })?;
-            tables.push(t.clone());
+            tables.push(t.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
             let (k, _) = units
                 .get_key_value(name)
                 .ok_or_else(|| PlanError::Invalid {
@@ -119,7 +121,10 @@ impl Mapper {
                 ty: s.ty,
                 format: s.format,
                 many2one: s.many2one,
-                map: s.map.clone(),
+                map: s
+                    .map
+                    .as_ref()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
                 map_default: s
                     .has_map_default
                     .then(|| s.map_default.clone().unwrap_or(Value::Null)),

@@ -1,6 +1,7 @@
 //! The whole in-process pipeline: decode -> validate -> map -> validate canonical -> route
 //! (predicates, dedup, stale guard, destination subjects), one `Outcome` per event.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -152,9 +153,10 @@ struct Route {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub events_in: u64,
-    pub by_status: HashMap<Status, u64>,
-    pub by_reason: HashMap<Reason, u64>,
-    pub by_route: HashMap<Arc<str>, u64>,
+    // hashbrown's default hasher: these are bumped per event, SipHash would show in profiles.
+    pub by_status: hashbrown::HashMap<Status, u64>,
+    pub by_reason: hashbrown::HashMap<Reason, u64>,
+    pub by_route: hashbrown::HashMap<Arc<str>, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -438,24 +440,25 @@ impl Pipeline {
             subject: m.subject.as_ref().and_then(|t| render(t).ok()),
             partitionkey: m.partitionkey.as_ref().and_then(|t| render(t).ok()),
         };
-        let ce_values: [(&str, Value); 4] = [
-            ("id", Value::String(attrs.id.clone())),
-            ("type", Value::String(attrs.ce_type.to_string())),
-            ("source", Value::String(attrs.source.to_string())),
-            (
-                "subject",
-                attrs
-                    .subject
-                    .clone()
-                    .map(Value::String)
-                    .unwrap_or(Value::Null),
-            ),
-        ];
+        // `ce.*` values for templates, built only if a template asks for one.
+        let ce_values: OnceCell<[(&str, Value); 4]> = OnceCell::new();
+        let ce_value = |attr: &str| -> Option<&Value> {
+            let all = ce_values.get_or_init(|| {
+                [
+                    ("id", Value::String(attrs.id.clone())),
+                    ("type", Value::String(attrs.ce_type.to_string())),
+                    ("source", Value::String(attrs.source.to_string())),
+                    (
+                        "subject",
+                        attrs.subject.clone().map_or(Value::Null, Value::String),
+                    ),
+                ]
+            });
+            all.iter().find(|(k, _)| *k == attr).map(|(_, v)| v)
+        };
         let lookup = |p: &[String]| -> Option<&Value> {
             match p {
-                [ce, attr] if ce == "ce" => {
-                    ce_values.iter().find(|(k, _)| k == attr).map(|(_, v)| v)
-                }
+                [ce, attr] if ce == "ce" => ce_value(attr),
                 _ => lookup_path(&entity, p),
             }
         };
