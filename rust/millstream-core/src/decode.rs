@@ -5,13 +5,15 @@
 //! integer too large for 64 bits apart from a float (serde_json turns it into an f64), and a
 //! distinct reason code for each class of bad input so a dead letter says what was wrong.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
+use hashbrown::HashSet;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
 
 use crate::error::{Reason, Rejection};
+use crate::json::{Json, Obj};
 
 /// Limits applied before and during parsing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -33,8 +35,8 @@ impl Default for Limits {
 const DUP_MARK: &str = "\u{1}millstream-duplicate-key:";
 const DEPTH_MARK: &str = "\u{1}millstream-too-deep";
 
-/// Decode one event payload into a JSON object.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Map<String, Value>, Rejection> {
+/// Decode one event payload into a JSON object that borrows from `bytes`.
+pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Obj<'a>, Rejection> {
     if bytes.len() > limits.max_bytes {
         return Err(Rejection::new(
             Reason::TooLarge,
@@ -71,22 +73,11 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Map<String, Value>, Rejec
         }
     }
     match value {
-        Value::Object(map) => Ok(map),
+        Json::Obj(map) => Ok(map),
         other => Err(Rejection::new(
             Reason::NotAnObject,
-            format!("top level is {}, expected an object", kind(&other)),
+            format!("top level is {}, expected an object", other.kind()),
         )),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -169,8 +160,8 @@ struct ValueSeed<'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    type Value = Json<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
@@ -187,42 +178,77 @@ impl ValueSeed<'_> {
     }
 }
 
+/// Object keys, borrowed when they have no escapes (serde's own `Cow` impl always copies).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+// Objects up to this many keys are checked for duplicates by a linear scan (faster than
+// hashing at event sizes); larger ones switch to a set so a hostile payload with thousands of
+// keys stays linear.
+const LINEAR_DUP_CHECK: usize = 16;
+
 impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = Value;
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Int(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(i64::try_from(v).map_or(Json::UInt(v), Json::Int))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
+        if !v.is_finite() {
+            return Err(E::custom("number out of range"));
+        }
         if v.fract() == 0.0 && v.abs() >= 9.2e18 {
             self.big_float.set(true);
         }
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
+        Ok(Json::Float(v))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_string<E>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v)))
     }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let inner = self.nested()?;
         let mut out = Vec::new();
         while let Some(v) = seq.next_element_seed(ValueSeed {
@@ -231,22 +257,34 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         })? {
             out.push(v);
         }
-        Ok(Value::Array(out))
+        Ok(Json::Arr(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let inner = self.nested()?;
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
+        let mut out: Obj<'de> = Vec::with_capacity(16);
+        let mut seen: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             let v = map.next_value_seed(ValueSeed {
                 depth_left: inner.depth_left,
                 big_float: inner.big_float,
             })?;
-            if out.contains_key(&key) {
+            let dup = match &mut seen {
+                Some(set) => !set.insert(key.clone()),
+                None if out.len() < LINEAR_DUP_CHECK => out.iter().any(|(k, _)| *k == key),
+                None => {
+                    let mut set: HashSet<Cow<'de, str>> =
+                        out.iter().map(|(k, _)| k.clone()).collect();
+                    let dup = !set.insert(key.clone());
+                    seen = Some(set);
+                    dup
+                }
+            };
+            if dup {
                 return Err(de::Error::custom(format_args!("{DUP_MARK}{key:?}")));
             }
-            out.insert(key, v);
+            out.push((key, v));
         }
-        Ok(Value::Object(out))
+        Ok(Json::Obj(out))
     }
 }
 
@@ -261,12 +299,18 @@ mod tests {
     #[test]
     fn good_object_decodes() {
         let m = decode(
-            br#" {"a": 1, "b": [1, 2.5, "x"], "c": {"d": null}} "#,
+            br#" {"a": 1, "b": [1, 2.5, "x\n"], "c": {"d": null}} "#,
             &Limits::default(),
         )
         .expect("decodes");
-        assert_eq!(m["b"][1], serde_json::json!(2.5));
-        assert_eq!(m["c"]["d"], Value::Null);
+        assert!(
+            matches!(m[0].0, Cow::Borrowed("a")),
+            "unescaped keys borrow"
+        );
+        assert_eq!(
+            Json::Obj(m).to_value(),
+            serde_json::json!({"a": 1, "b": [1, 2.5, "x\n"], "c": {"d": null}})
+        );
     }
 
     #[test]
@@ -306,6 +350,20 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn duplicates_found_in_large_objects_too() {
+        let mut doc = String::from("{");
+        for i in 0..100 {
+            doc.push_str(&format!("\"k{i}\": {i}, "));
+        }
+        doc.push_str("\"k57\": 0}");
+        assert_eq!(reason(doc.as_bytes()), Some(Reason::DuplicateKey));
+        assert_eq!(
+            reason(doc.replace("\"k57\": 0", "\"k100\": 0").as_bytes()),
+            None
+        );
     }
 
     #[test]

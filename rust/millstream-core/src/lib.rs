@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod dedup;
 pub mod error;
+pub mod json;
 pub mod map;
 pub mod pipeline;
 pub mod plan;

@@ -5,14 +5,16 @@
 //! unit conversion, default. A field left empty becomes `null`; whether that is allowed is for
 //! the canonical JSON Schema to say.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Number, Value};
 
 use crate::error::{PlanError, Reason, Rejection};
+use crate::json::{lookup, Found, Json, Obj, Scalar};
 use crate::plan::{FieldSpec, FieldType, Many2onePart, Profile, TimestampFormat, UnitEntry};
-use crate::template::{lookup_path, Template};
+use crate::template::Template;
 
 type UnitTable = HashMap<String, UnitEntry>;
 // Per-event lookups use hashbrown's default (foldhash) rather than std's SipHash.
@@ -21,7 +23,7 @@ type FastMap<V> = hashbrown::HashMap<String, V>;
 enum Input {
     Path(Vec<String>),
     Template(Template),
-    Const(Value),
+    Const(Json<'static>),
 }
 
 enum UnitFrom {
@@ -40,8 +42,8 @@ struct FieldPlan {
     ty: FieldType,
     format: TimestampFormat,
     many2one: Many2onePart,
-    map: Option<FastMap<Value>>,
-    map_default: Option<Value>,
+    map: Option<FastMap<Json<'static>>>,
+    map_default: Option<Json<'static>>,
     convert: Option<Convert>,
     unit_name: Option<usize>,
     default: Option<Value>,
@@ -54,6 +56,26 @@ pub struct Mapper {
     tables: Vec<FastMap<UnitEntry>>,
 }
 
+/// Config values (constants, value-map results) in the decoded-document form.
+fn json_of(v: &Value) -> Json<'static> {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Json::Int(i),
+            (None, Some(u)) => Json::UInt(u),
+            _ => Json::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Json::Str(Cow::Owned(s.clone())),
+        Value::Array(a) => Json::Arr(a.iter().map(json_of).collect()),
+        Value::Object(o) => Json::Obj(
+            o.iter()
+                .map(|(k, v)| (Cow::Owned(k.clone()), json_of(v)))
+                .collect(),
+        ),
+    }
+}
+
 impl Mapper {
     pub fn compile(
         mapping: &str,
@@ -62,23 +84,19 @@ impl Mapper {
         units: &HashMap<String, UnitTable>,
     ) -> Result<Mapper, PlanError> {
         let mut tables: Vec<FastMap<UnitEntry>> = Vec::new();
-        let mut table_ix: HashMap<&str, usize> = HashMap::new();
+        let mut table_names: Vec<&str> = Vec::new();
         let mut table = |name: &str, at: &str| -> Result<usize, PlanError> {
-            if let Some(&i) = table_ix.get(name) {
+            if let Some(i) = table_names.iter().position(|n| *n == name) {
                 return Ok(i);
             }
-            let t = units.get(name).ok_or_else(|| PlanError::Invalid {
-                at: at.to_owned(),
-                detail: format!("no unit table {name:?}"),
-            })?;
-            tables.push(t.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-            let (k, _) = units
+            let (k, t) = units
                 .get_key_value(name)
                 .ok_or_else(|| PlanError::Invalid {
                     at: at.to_owned(),
                     detail: format!("no unit table {name:?}"),
                 })?;
-            table_ix.insert(k.as_str(), tables.len() - 1);
+            tables.push(t.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            table_names.push(k.as_str());
             Ok(tables.len() - 1)
         };
         let mut fields = Vec::with_capacity(specs.len());
@@ -87,7 +105,9 @@ impl Mapper {
             let input = match (&s.path, &s.template, s.has_const) {
                 (Some(p), None, false) => Input::Path(p.clone()),
                 (None, Some(t), false) => Input::Template(Template::compile(t)?),
-                (None, None, true) => Input::Const(s.const_.clone().unwrap_or(Value::Null)),
+                (None, None, true) => {
+                    Input::Const(json_of(s.const_.as_ref().unwrap_or(&Value::Null)))
+                }
                 _ => {
                     return Err(PlanError::Invalid {
                         at,
@@ -124,10 +144,10 @@ impl Mapper {
                 map: s
                     .map
                     .as_ref()
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), json_of(v))).collect()),
                 map_default: s
                     .has_map_default
-                    .then(|| s.map_default.clone().unwrap_or(Value::Null)),
+                    .then(|| json_of(s.map_default.as_ref().unwrap_or(&Value::Null))),
                 convert,
                 unit_name,
                 default: s
@@ -135,6 +155,8 @@ impl Mapper {
                     .then(|| s.default.clone().unwrap_or(Value::Null)),
             });
         }
+        // Sorted by name, fields are appended to the entity's BTreeMap in key order.
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Mapper {
             profile,
             fields,
@@ -143,7 +165,7 @@ impl Mapper {
     }
 
     /// Build the canonical entity from a decoded payload.
-    pub fn apply(&self, src: &Map<String, Value>) -> Result<Map<String, Value>, Rejection> {
+    pub fn apply(&self, src: &Obj<'_>) -> Result<Map<String, Value>, Rejection> {
         let mut out = Map::new();
         for f in &self.fields {
             let v = self.field(f, src).map_err(|mut r| {
@@ -156,60 +178,69 @@ impl Mapper {
     }
 
     /// Empty under this profile: null, missing, or Odoo's `false` for a non-boolean field.
-    fn empty(&self, v: Option<&Value>, ty: FieldType) -> bool {
+    fn empty(&self, v: Option<&Json<'_>>, ty: FieldType) -> bool {
         match v {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(false)) => {
+            None | Some(Json::Null) => true,
+            Some(Json::Bool(false)) => {
                 self.profile == Profile::OdooWebhook && ty != FieldType::Boolean
             }
             _ => false,
         }
     }
 
-    fn many2one<'v>(&self, v: &'v Value, part: Many2onePart) -> &'v Value {
+    fn many2one<'b, 'a>(&self, v: &'b Json<'a>, part: Many2onePart) -> &'b Json<'a> {
         if self.profile != Profile::OdooWebhook {
             return v;
         }
-        match v.as_array().map(Vec::as_slice) {
-            Some([id @ Value::Number(_), name @ Value::String(_)]) => match part {
-                Many2onePart::Id => id,
-                Many2onePart::Name => name,
+        match v {
+            Json::Arr(a) => match a.as_slice() {
+                [id @ (Json::Int(_) | Json::UInt(_)), name @ Json::Str(_)] => match part {
+                    Many2onePart::Id => id,
+                    Many2onePart::Name => name,
+                },
+                _ => v,
             },
             _ => v,
         }
     }
 
-    fn field(&self, f: &FieldPlan, src: &Map<String, Value>) -> Result<Value, Rejection> {
+    fn default_of(f: &FieldPlan) -> Value {
+        f.default.clone().unwrap_or(Value::Null)
+    }
+
+    fn field(&self, f: &FieldPlan, src: &Obj<'_>) -> Result<Value, Rejection> {
         let rendered;
-        let raw: Option<&Value> = match &f.input {
-            Input::Path(p) => lookup_path(src, p),
+        let raw: Option<&Json<'_>> = match &f.input {
+            Input::Path(p) => lookup(src, p),
             Input::Const(c) => Some(c),
             Input::Template(t) => {
                 rendered = t
                     .render(
-                        |p| lookup_path(src, p).filter(|v| !self.empty(Some(v), FieldType::String)),
+                        |p| match lookup(src, p) {
+                            Some(v) if !self.empty(Some(v), FieldType::String) => v.scalar(),
+                            _ => Found::Missing,
+                        },
                         |_, _| Ok(()),
                     )
                     .ok()
-                    .map(Value::String);
+                    .map(|s| Json::Str(Cow::Owned(s)));
                 rendered.as_ref()
             }
         };
         if self.empty(raw, f.ty) {
-            return Ok(f.default.clone().unwrap_or(Value::Null));
+            return Ok(Self::default_of(f));
         }
         let Some(raw) = raw else {
             return Ok(Value::Null);
         };
         let mut v = self.many2one(raw, f.many2one);
-        let mapped;
         if let Some(map) = &f.map {
             let key = scalar_key(v).ok_or_else(|| {
                 Rejection::new(Reason::TypeMismatch, "a value map needs a scalar")
             })?;
-            mapped = match (map.get(key.as_ref()), &f.map_default) {
-                (Some(m), _) => m.clone(),
-                (None, Some(d)) => d.clone(),
+            let mapped = match (map.get(key.as_ref()), &f.map_default) {
+                (Some(m), _) => m,
+                (None, Some(d)) => d,
                 (None, None) => {
                     return Err(Rejection::new(
                         Reason::UnmappedValue,
@@ -217,16 +248,16 @@ impl Mapper {
                     ))
                 }
             };
-            if mapped.is_null() {
-                return Ok(f.default.clone().unwrap_or(Value::Null));
+            if matches!(mapped, Json::Null) {
+                return Ok(Self::default_of(f));
             }
-            v = &mapped;
+            v = mapped;
         }
         let mut out = cast(v, f.ty, f.format)?;
         if let Some(c) = &f.convert {
             let unit = match &c.from {
-                UnitFrom::Fixed(u) => Some(std::borrow::Cow::Borrowed(u.as_str())),
-                UnitFrom::Path(p) => lookup_path(src, p)
+                UnitFrom::Fixed(u) => Some(Cow::Borrowed(u.as_str())),
+                UnitFrom::Path(p) => lookup(src, p)
                     .filter(|u| !self.empty(Some(u), FieldType::String))
                     .map(|u| self.many2one(u, Many2onePart::Id))
                     .and_then(scalar_key),
@@ -252,15 +283,10 @@ impl Mapper {
     }
 }
 
-fn scalar_key(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
-    match v {
-        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
-        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b {
-            "true"
-        } else {
-            "false"
-        })),
+fn scalar_key<'b>(v: &'b Json<'_>) -> Option<Cow<'b, str>> {
+    match v.scalar() {
+        Found::Scalar(Scalar::Str(s)) => Some(Cow::Borrowed(s)),
+        Found::Scalar(s) => Some(s.to_cow()),
         _ => None,
     }
 }
@@ -271,8 +297,8 @@ fn float(x: f64) -> Result<Value, Rejection> {
         .ok_or_else(|| Rejection::new(Reason::TypeMismatch, "result is not a finite number"))
 }
 
-fn mismatch(v: &Value, ty: &str) -> Rejection {
-    let mut shown = v.to_string();
+fn shown(v: &Json<'_>) -> String {
+    let mut shown = v.to_value().to_string();
     if shown.len() > 64 {
         let mut end = 61;
         while !shown.is_char_boundary(end) {
@@ -281,25 +307,28 @@ fn mismatch(v: &Value, ty: &str) -> Rejection {
         shown.truncate(end);
         shown.push_str("...");
     }
-    Rejection::new(Reason::TypeMismatch, format!("{shown} is not {ty}"))
+    shown
+}
+
+fn mismatch(v: &Json<'_>, ty: &str) -> Rejection {
+    Rejection::new(Reason::TypeMismatch, format!("{} is not {ty}", shown(v)))
 }
 
 /// Typed coercion of one value.
-pub fn cast(v: &Value, ty: FieldType, format: TimestampFormat) -> Result<Value, Rejection> {
+pub fn cast(v: &Json<'_>, ty: FieldType, format: TimestampFormat) -> Result<Value, Rejection> {
     match ty {
         FieldType::String => match v {
-            Value::String(_) => Ok(v.clone()),
-            Value::Number(n) => Ok(Value::String(n.to_string())),
-            Value::Bool(b) => Ok(Value::String(b.to_string())),
+            Json::Str(s) => Ok(Value::String(s.to_string())),
+            Json::Int(_) | Json::UInt(_) | Json::Float(_) | Json::Bool(_) => Ok(Value::String(
+                scalar_key(v).map(Cow::into_owned).unwrap_or_default(),
+            )),
             _ => Err(mismatch(v, "a string")),
         },
         FieldType::Integer => match v {
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(v.clone()),
-            Value::Number(n) => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
-                _ => Err(mismatch(v, "an integer")),
-            },
-            Value::String(s) => s
+            Json::Int(i) => Ok(Value::from(*i)),
+            Json::UInt(u) => Ok(Value::from(*u)),
+            Json::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(*f as i64)),
+            Json::Str(s) => s
                 .trim()
                 .parse::<i64>()
                 .map(Value::from)
@@ -307,17 +336,19 @@ pub fn cast(v: &Value, ty: FieldType, format: TimestampFormat) -> Result<Value, 
             _ => Err(mismatch(v, "an integer")),
         },
         FieldType::Number => match v {
-            Value::Number(n) => float(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => match s.trim().parse::<f64>() {
+            Json::Int(i) => float(*i as f64),
+            Json::UInt(u) => float(*u as f64),
+            Json::Float(f) => float(*f),
+            Json::Str(s) => match s.trim().parse::<f64>() {
                 Ok(f) if f.is_finite() => float(f),
                 _ => Err(mismatch(v, "a number")),
             },
             _ => Err(mismatch(v, "a number")),
         },
         FieldType::Boolean => match v {
-            Value::Bool(_) => Ok(v.clone()),
-            Value::String(s) if s == "true" => Ok(Value::Bool(true)),
-            Value::String(s) if s == "false" => Ok(Value::Bool(false)),
+            Json::Bool(b) => Ok(Value::Bool(*b)),
+            Json::Str(s) if s == "true" => Ok(Value::Bool(true)),
+            Json::Str(s) if s == "false" => Ok(Value::Bool(false)),
             _ => Err(mismatch(v, "a boolean")),
         },
         FieldType::Timestamp => timestamp(v, format)
@@ -325,40 +356,55 @@ pub fn cast(v: &Value, ty: FieldType, format: TimestampFormat) -> Result<Value, 
     }
 }
 
-fn bad_time(v: &Value, why: &str) -> Rejection {
-    Rejection::new(Reason::InvalidTimestamp, format!("{v}: {why}"))
+fn bad_time(v: &Json<'_>, why: &str) -> Rejection {
+    Rejection::new(Reason::InvalidTimestamp, format!("{}: {why}", shown(v)))
 }
 
-fn from_epoch_ms(ms: f64, v: &Value) -> Result<DateTime<Utc>, Rejection> {
+fn from_epoch_ms(ms: f64, v: &Json<'_>) -> Result<DateTime<Utc>, Rejection> {
     // Within year 1970..=9999 keeps every result RFC 3339-representable.
     if !(0.0..253_402_300_800_000.0).contains(&ms) {
         return Err(bad_time(v, "epoch time out of range"));
     }
     let whole = ms.floor();
-    let nanos = ((ms - whole) * 1e6).round() as u32 * 1_000;
+    let micros = ((ms - whole) * 1e3).round() as i64;
     DateTime::from_timestamp_millis(whole as i64)
-        .map(|t| t + chrono::Duration::nanoseconds(i64::from(nanos)))
+        .map(|t| t + chrono::Duration::microseconds(micros))
         .ok_or_else(|| bad_time(v, "epoch time out of range"))
 }
 
+fn number(v: &Json<'_>) -> Option<f64> {
+    match v {
+        Json::Int(i) => Some(*i as f64),
+        Json::UInt(u) => Some(*u as f64),
+        Json::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
 /// Parse a timestamp into UTC. Odoo sends naive `YYYY-MM-DD HH:MM:SS` that is always UTC.
-pub fn timestamp(v: &Value, format: TimestampFormat) -> Result<DateTime<Utc>, Rejection> {
+pub fn timestamp(v: &Json<'_>, format: TimestampFormat) -> Result<DateTime<Utc>, Rejection> {
     use TimestampFormat as F;
-    match (v, format) {
-        (Value::Number(n), F::Auto | F::EpochMs) => from_epoch_ms(n.as_f64().unwrap_or(-1.0), v),
-        (Value::Number(n), F::EpochS) => from_epoch_ms(n.as_f64().unwrap_or(-1.0) * 1000.0, v),
-        (Value::String(s), F::Rfc3339) => DateTime::parse_from_rfc3339(s)
+    if let Some(n) = number(v) {
+        return match format {
+            F::Auto | F::EpochMs => from_epoch_ms(n, v),
+            F::EpochS => from_epoch_ms(n * 1000.0, v),
+            F::Rfc3339 | F::Odoo => Err(bad_time(v, "expected a string timestamp")),
+        };
+    }
+    let Json::Str(s) = v else {
+        return Err(bad_time(v, "not a timestamp"));
+    };
+    match format {
+        F::Rfc3339 => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| bad_time(v, &e.to_string())),
-        (Value::String(s), F::Odoo) => {
-            odoo_datetime(s).ok_or_else(|| bad_time(v, "expected YYYY-MM-DD HH:MM:SS"))
-        }
-        (Value::String(s), F::Auto) => DateTime::parse_from_rfc3339(s)
+        F::Odoo => odoo_datetime(s).ok_or_else(|| bad_time(v, "expected YYYY-MM-DD HH:MM:SS")),
+        F::Auto => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .ok()
             .or_else(|| odoo_datetime(s))
             .ok_or_else(|| bad_time(v, "not RFC 3339 nor YYYY-MM-DD[ HH:MM:SS]")),
-        (Value::String(s), F::EpochMs | F::EpochS) => {
+        F::EpochMs | F::EpochS => {
             let n: f64 = s
                 .trim()
                 .parse()
@@ -366,25 +412,54 @@ pub fn timestamp(v: &Value, format: TimestampFormat) -> Result<DateTime<Utc>, Re
             let scale = if format == F::EpochS { 1000.0 } else { 1.0 };
             from_epoch_ms(n * scale, v)
         }
-        _ => Err(bad_time(v, "not a timestamp")),
     }
 }
 
+/// Odoo's naive UTC `YYYY-MM-DD HH:MM:SS[.ffffff]` (or a bare date).
+///
+/// Fixed positions, parsed by hand: chrono's `parse_from_str` interprets its format string on
+/// every call and was the largest cost of mapping an Odoo record. chrono still validates the
+/// calendar (`from_ymd_opt`, `and_hms_micro_opt`), and a test checks agreement with chrono.
 fn odoo_datetime(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .ok()
-        .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
+    let b = s.as_bytes();
+    let num = |from: usize, to: usize| -> Option<u32> {
+        let digits = b.get(from..to)?;
+        digits.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
         })
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    if b.len() == 10 {
+        return date.and_hms_opt(0, 0, 0).map(|n| n.and_utc());
+    }
+    if b.len() < 19 || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let micros = match &b[19..] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => {
+            let n = num(20, b.len())?;
+            // Scale to 6 digits: ".5" is 500000 us; beyond 6 digits, truncate.
+            let len = frac.len() as u32;
+            if len <= 6 {
+                n * 10u32.pow(6 - len)
+            } else {
+                n / 10u32.pow(len - 6)
+            }
+        }
+        _ => return None,
+    };
+    date.and_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, micros)
         .map(|n| n.and_utc())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDateTime;
     use serde_json::json;
 
     fn spec(v: Value) -> FieldSpec {
@@ -412,12 +487,47 @@ mod tests {
 
     fn run(profile: Profile, field: Value, src: Value) -> Result<Value, Reason> {
         let m = Mapper::compile("m", &[spec(field)], profile, &units()).expect("compiles");
-        let Value::Object(src) = src else {
-            unreachable!("object")
-        };
+        let bytes = serde_json::to_vec(&src).expect("serialises");
+        let src =
+            crate::decode::decode(&bytes, &crate::decode::Limits::default()).expect("decodes");
         m.apply(&src)
             .map(|mut o| o.remove("f").unwrap_or(Value::Null))
             .map_err(|r| r.reason)
+    }
+
+    #[test]
+    fn odoo_datetimes_agree_with_chrono() {
+        let good = [
+            "2026-11-27 08:15:02",
+            "2026-11-27 08:15:02.204517",
+            "2026-11-27 08:15:02.5",
+            "2024-02-29 23:59:59",
+            "2026-01-01",
+        ];
+        for s in good {
+            let ours = odoo_datetime(s).expect(s);
+            let chrono = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                .or_else(|_| {
+                    NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_time(Default::default()))
+                })
+                .expect(s)
+                .and_utc();
+            assert_eq!(ours, chrono, "{s}");
+        }
+        let bad = [
+            "2026-02-30 08:15:02",
+            "2026-11-27 24:00:00",
+            "2026-11-27T08:15:02",
+            "2026-11-27 08:15",
+            "2026-11-27 08:15:02.",
+            "2026-11-27 08:15:02Z",
+            "26-11-27",
+            "2026-1a-27",
+            "",
+        ];
+        for s in bad {
+            assert_eq!(odoo_datetime(s), None, "{s}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::decode::{decode, Limits};
 use crate::dedup::{DedupCache, KeyHash};
 use crate::error::{PlanError, Reason, Rejection};
+use crate::json::{obj_to_map, value_scalar, Found};
 use crate::map::Mapper;
 use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec, Profile};
 use crate::route::{any_match, check_subject_token, Predicate, SubjectPattern};
@@ -168,6 +169,14 @@ pub struct RouteMemory {
     pub stale_bytes: usize,
 }
 
+struct SubjectPlan {
+    source: Option<usize>,
+    routes: Box<[usize]>,
+}
+
+// Bounds the subject cache; a plant with more distinct subjects than this just re-matches.
+const SUBJECT_CACHE_MAX: usize = 65_536;
+
 /// A compiled plan with its dedup and stale state.
 pub struct Pipeline {
     pub name: String,
@@ -179,6 +188,7 @@ pub struct Pipeline {
     routes: Vec<Route>,
     cel: cel::Context<'static, 'static>,
     stats: Stats,
+    subject_cache: hashbrown::HashMap<Box<str>, Arc<SubjectPlan>>,
 }
 
 fn tmpl(src: &Option<String>) -> Result<Option<Template>, PlanError> {
@@ -299,6 +309,7 @@ impl Pipeline {
             routes,
             cel: cel::Context::default(),
             stats: Stats::default(),
+            subject_cache: hashbrown::HashMap::new(),
         })
     }
 
@@ -361,12 +372,31 @@ impl Pipeline {
         self.routes.iter().map(|r| r.name.clone()).collect()
     }
 
+    /// Which source reads `subject` and which routes' subject patterns match it. Subjects
+    /// repeat (one per machine, one per Odoo model), so the answer is cached.
+    fn resolve(&mut self, subject: &str) -> Arc<SubjectPlan> {
+        if let Some(plan) = self.subject_cache.get(subject) {
+            return plan.clone();
+        }
+        let plan = Arc::new(SubjectPlan {
+            source: self
+                .sources
+                .iter()
+                .position(|s| any_match(&s.patterns, subject)),
+            routes: (0..self.routes.len())
+                .filter(|&i| any_match(&self.routes[i].patterns, subject))
+                .collect(),
+        });
+        if self.subject_cache.len() >= SUBJECT_CACHE_MAX {
+            self.subject_cache.clear();
+        }
+        self.subject_cache.insert(subject.into(), plan.clone());
+        plan
+    }
+
     fn run(&mut self, subject: &str, payload: &[u8], now_ms: u64) -> Outcome {
-        let Some(src) = self
-            .sources
-            .iter()
-            .find(|s| any_match(&s.patterns, subject))
-        else {
+        let resolved = self.resolve(subject);
+        let Some(src) = resolved.source.map(|i| &self.sources[i]) else {
             return Outcome::dead(
                 None,
                 None,
@@ -382,15 +412,12 @@ impl Pipeline {
             Ok(d) => d,
             Err(r) => return fail(r),
         };
-        let doc = Value::Object(doc);
         if let Some(schema) = &src.schema {
-            if let Err(detail) = schema.check(&doc) {
+            // jsonschema needs a serde_json::Value; only sources with a schema pay for it.
+            if let Err(detail) = schema.check(&Value::Object(obj_to_map(&doc))) {
                 return fail(Rejection::new(Reason::SchemaViolation, detail));
             }
         }
-        let Value::Object(doc) = doc else {
-            return fail(Rejection::new(Reason::InternalError, "decoded object lost"));
-        };
         let m = &self.mappings[src.mapping];
         let mapper = match src.profile {
             Profile::Json => &m.mapper_json,
@@ -412,7 +439,8 @@ impl Pipeline {
         };
 
         // CloudEvents attributes: templates read the canonical entity.
-        let render = |t: &Template| t.render(|p| lookup_path(&entity, p), |_, _| Ok(()));
+        let render =
+            |t: &Template| t.render(|p| value_scalar(lookup_path(&entity, p)), |_, _| Ok(()));
         let id = match &m.id {
             Some(t) => match render(t) {
                 Ok(id) => id,
@@ -456,10 +484,10 @@ impl Pipeline {
             });
             all.iter().find(|(k, _)| *k == attr).map(|(_, v)| v)
         };
-        let lookup = |p: &[String]| -> Option<&Value> {
+        let lookup = |p: &[String]| -> Found<'_> {
             match p {
-                [ce, attr] if ce == "ce" => ce_value(attr),
-                _ => lookup_path(&entity, p),
+                [ce, attr] if ce == "ce" => value_scalar(ce_value(attr)),
+                _ => value_scalar(lookup_path(&entity, p)),
             }
         };
 
@@ -474,10 +502,9 @@ impl Pipeline {
         let mut plans: Vec<Plan> = Vec::new();
         let mut skipped = Vec::new();
         let mut matched = false;
-        for (ri, r) in self.routes.iter().enumerate() {
-            if !any_match(&r.patterns, subject)
-                || !(r.types.is_empty() || r.types.iter().any(|t| **t == *m.ce_type))
-            {
+        for &ri in resolved.routes.iter() {
+            let r = &self.routes[ri];
+            if !(r.types.is_empty() || r.types.iter().any(|t| **t == *m.ce_type)) {
                 continue;
             }
             let rfail = |reason, detail: String| {

@@ -1,11 +1,10 @@
 //! `{placeholder}` templates, compiled once. Used for destination subjects, dedup and stale
 //! keys, canonical ids and field templates.
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value};
 
 use crate::error::PlanError;
+use crate::json::Found;
 
 #[derive(Clone, Debug)]
 enum Part {
@@ -67,7 +66,7 @@ impl Template {
     /// may refuse it (destination subjects restrict their tokens).
     pub fn render<'a, L, C>(&self, lookup: L, mut check: C) -> Result<String, RenderError>
     where
-        L: Fn(&[String]) -> Option<&'a Value>,
+        L: Fn(&[String]) -> Found<'a>,
         C: FnMut(&str, &[String]) -> Result<(), RenderError>,
     {
         let mut out = String::with_capacity(48);
@@ -77,15 +76,9 @@ impl Template {
                 Part::Var(path) => {
                     let start = out.len();
                     match lookup(path) {
-                        None | Some(Value::Null) => {
-                            return Err(RenderError::Missing(path.join(".")))
-                        }
-                        Some(Value::String(s)) => out.push_str(s),
-                        Some(Value::Number(n)) => {
-                            let _ = write!(out, "{n}");
-                        }
-                        Some(Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
-                        Some(_) => return Err(RenderError::NotScalar(path.join("."))),
+                        Found::Missing => return Err(RenderError::Missing(path.join("."))),
+                        Found::Compound => return Err(RenderError::NotScalar(path.join("."))),
+                        Found::Scalar(s) => s.write_to(&mut out),
                     }
                     check(&out[start..], path)?;
                 }
@@ -112,6 +105,7 @@ pub fn lookup_path<'a>(root: &'a Map<String, Value>, path: &[String]) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::value_scalar;
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -125,7 +119,7 @@ mod tests {
     fn renders_scalars_and_nested_paths() {
         let data = obj(json!({"a": "x", "n": 42, "f": 1.5, "b": true, "o": {"k": [7, 8]}}));
         let t = Template::compile("p.{a}.{n}-{f}/{b}/{o.k.1}").expect("compiles");
-        let out = t.render(|p| lookup_path(&data, p), |_, _| Ok(()));
+        let out = t.render(|p| value_scalar(lookup_path(&data, p)), |_, _| Ok(()));
         assert_eq!(out, Ok("p.x.42-1.5/true/8".to_owned()));
     }
 
@@ -134,12 +128,12 @@ mod tests {
         let data = obj(json!({"a": null, "o": {}}));
         let t = Template::compile("{a}").expect("compiles");
         assert_eq!(
-            t.render(|p| lookup_path(&data, p), |_, _| Ok(())),
+            t.render(|p| value_scalar(lookup_path(&data, p)), |_, _| Ok(())),
             Err(RenderError::Missing("a".into()))
         );
         let t = Template::compile("{o}").expect("compiles");
         assert_eq!(
-            t.render(|p| lookup_path(&data, p), |_, _| Ok(())),
+            t.render(|p| value_scalar(lookup_path(&data, p)), |_, _| Ok(())),
             Err(RenderError::NotScalar("o".into()))
         );
     }

@@ -1,0 +1,205 @@
+//! A borrowed JSON document: what `decode` produces and `map` reads.
+//!
+//! Strings without escapes borrow from the payload and objects are small vectors, so decoding a
+//! typical 200-600 byte event allocates a handful of times instead of once per key and string
+//! (as `serde_json::Value` does). Lookups are linear scans, which beat hashing or tree search
+//! at event sizes. Converted to `serde_json::Value` only where a library needs one (source
+//! JSON Schemas).
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Number, Value};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Arr(Vec<Json<'a>>),
+    Obj(Obj<'a>),
+}
+
+pub type Obj<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
+
+/// A scalar as templates and value maps see it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar<'b> {
+    Str(&'b str),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    /// The text form: strings as they are, numbers as JSON writes them.
+    pub fn write_to(self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = match self {
+            Scalar::Str(s) => {
+                out.push_str(s);
+                Ok(())
+            }
+            // itoa: integer ids are the most common scalar; core::fmt showed in profiles.
+            Scalar::Int(i) => {
+                out.push_str(itoa::Buffer::new().format(i));
+                Ok(())
+            }
+            Scalar::UInt(u) => {
+                out.push_str(itoa::Buffer::new().format(u));
+                Ok(())
+            }
+            Scalar::Float(f) => match Number::from_f64(f) {
+                Some(n) => write!(out, "{n}"),
+                None => write!(out, "{f}"),
+            },
+            Scalar::Bool(b) => {
+                out.push_str(if b { "true" } else { "false" });
+                Ok(())
+            }
+        };
+    }
+
+    pub fn to_cow(self) -> Cow<'static, str> {
+        let mut s = String::new();
+        self.write_to(&mut s);
+        Cow::Owned(s)
+    }
+}
+
+/// What a template placeholder found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Found<'b> {
+    Missing,
+    Compound,
+    Scalar(Scalar<'b>),
+}
+
+impl<'a> Json<'a> {
+    pub fn get(&self, key: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Obj(o) => obj_get(o, key),
+            _ => None,
+        }
+    }
+
+    pub fn scalar(&self) -> Found<'_> {
+        match self {
+            Json::Null => Found::Missing,
+            Json::Bool(b) => Found::Scalar(Scalar::Bool(*b)),
+            Json::Int(i) => Found::Scalar(Scalar::Int(*i)),
+            Json::UInt(u) => Found::Scalar(Scalar::UInt(*u)),
+            Json::Float(f) => Found::Scalar(Scalar::Float(*f)),
+            Json::Str(s) => Found::Scalar(Scalar::Str(s)),
+            Json::Arr(_) | Json::Obj(_) => Found::Compound,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Int(i) => Value::from(*i),
+            Json::UInt(u) => Value::from(*u),
+            Json::Float(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Json::Str(s) => Value::String(s.to_string()),
+            Json::Arr(a) => Value::Array(a.iter().map(Json::to_value).collect()),
+            Json::Obj(o) => Value::Object(obj_to_map(o)),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Int(_) | Json::UInt(_) | Json::Float(_) => "a number",
+            Json::Str(_) => "a string",
+            Json::Arr(_) => "an array",
+            Json::Obj(_) => "an object",
+        }
+    }
+}
+
+pub fn obj_get<'b, 'a>(obj: &'b Obj<'a>, key: &str) -> Option<&'b Json<'a>> {
+    obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+pub fn obj_to_map(obj: &Obj<'_>) -> Map<String, Value> {
+    obj.iter()
+        .map(|(k, v)| (k.to_string(), v.to_value()))
+        .collect()
+}
+
+/// Follow a dotted path through objects (and arrays, for numeric tokens).
+pub fn lookup<'b, 'a>(root: &'b Obj<'a>, path: &[String]) -> Option<&'b Json<'a>> {
+    let (first, rest) = path.split_first()?;
+    let mut cur = obj_get(root, first)?;
+    for seg in rest {
+        cur = match cur {
+            Json::Obj(o) => obj_get(o, seg)?,
+            Json::Arr(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// The same view of a `serde_json::Value` (the canonical entity).
+pub fn value_scalar(v: Option<&Value>) -> Found<'_> {
+    match v {
+        None | Some(Value::Null) => Found::Missing,
+        Some(Value::Bool(b)) => Found::Scalar(Scalar::Bool(*b)),
+        Some(Value::Number(n)) => Found::Scalar(match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Scalar::Int(i),
+            (None, Some(u)) => Scalar::UInt(u),
+            _ => Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        Some(Value::String(s)) => Found::Scalar(Scalar::Str(s)),
+        Some(_) => Found::Compound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_render_like_json() {
+        let cases = [
+            (Scalar::Str("a b"), "a b"),
+            (Scalar::Int(-3), "-3"),
+            (Scalar::UInt(u64::MAX), "18446744073709551615"),
+            (Scalar::Float(1.5), "1.5"),
+            (Scalar::Float(100.0), "100.0"),
+            (Scalar::Bool(true), "true"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(s.to_cow(), want);
+        }
+    }
+
+    #[test]
+    fn lookup_follows_objects_and_arrays() {
+        let doc: Obj<'_> = vec![
+            (
+                "a".into(),
+                Json::Obj(vec![(
+                    "b".into(),
+                    Json::Arr(vec![Json::Int(1), Json::Int(2)]),
+                )]),
+            ),
+            ("s".into(), Json::Str("x".into())),
+        ];
+        let p = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(lookup(&doc, &p("a.b.1")), Some(&Json::Int(2)));
+        assert_eq!(lookup(&doc, &p("a.c")), None);
+        assert_eq!(lookup(&doc, &p("s.x")), None);
+        assert_eq!(
+            Json::Obj(doc.clone()).to_value(),
+            serde_json::json!({"a": {"b": [1, 2]}, "s": "x"})
+        );
+    }
+}
