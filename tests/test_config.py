@@ -130,7 +130,10 @@ def test_plan_version_changes_with_meaning() -> None:
     assert a["version"] == compile_plan(parse_config(MINI))["version"]
 
 
-def test_cli_check_prints_routes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_check_prints_routes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
     assert main(["check", str(EXAMPLES / "manufacturing.yaml")]) == 0
     out = capsys.readouterr().out
     config = load_config(EXAMPLES / "manufacturing.yaml")

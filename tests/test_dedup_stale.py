@@ -109,3 +109,23 @@ def test_rejected_event_leaves_no_dedup_trace(router: Router) -> None:
     bad = telemetry(machine="m.1")
     assert router.process([bad])[0].reason == "subject_rejected"
     assert router.memory()[0]["dedup_keys"] == 0
+
+
+def test_outcomes_do_not_depend_on_thread_count() -> None:
+    from millstream import parse_config
+
+    from .conftest import MINI
+
+    events = [telemetry(f"m{i % 50}", ts=T0 + i // 3) for i in range(2_000)]
+    events += [
+        hold(f"2026-11-27 08:{i % 60:02d}:00", stage=1 + 3 * (i % 2), _id=i % 7) for i in range(500)
+    ]
+    results = []
+    for threads in (1, 2, 4):
+        r = Router(parse_config(MINI), clock=lambda: T0, threads=threads)
+        assert r.threads == threads
+        out = r.process(events)
+        results.append([(o.status, o.destinations, o.data, o.reason) for o in out])
+    assert results[0] == results[1] == results[2]
+    statuses = {s for s, *_ in results[0]}
+    assert {"routed", "duplicate", "stale"} <= statuses

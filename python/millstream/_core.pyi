@@ -11,7 +11,10 @@ def reason_codes() -> list[str]:
 class CoreRouter:
     """A compiled plan with its dedup and stale state. Raises `PlanError` if refused."""
 
-    def __new__(cls, plan_json: str) -> CoreRouter: ...
+    def __new__(cls, plan_json: str, threads: int | None = None) -> CoreRouter: ...
+    @property
+    def threads(self) -> int:
+        """Worker threads for the stateless stages of a batch."""
     @property
     def name(self) -> str: ...
     @property

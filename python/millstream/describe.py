@@ -23,7 +23,10 @@ def _dedup(d: DedupConfig | None) -> str:
 def routes_table(config: Config) -> Table:
     """One row per route: what it matches, its lane, delivery, destination and dedup."""
     t = Table(title=f"{config.name}: {len(config.routes)} routes", title_justify="left")
-    for col in ("route", "match", "when", "lane", "delivery", "destination", "dedup", "stale"):
+    # Names and enums stay whole (people grep for them); long patterns fold.
+    for col in ("route", "lane", "delivery"):
+        t.add_column(col, no_wrap=True)
+    for col in ("match", "when", "destination", "dedup", "stale"):
         t.add_column(col, overflow="fold")
     for r in config.routes:
         match = ", ".join(r.match.subjects)
@@ -36,7 +39,8 @@ def routes_table(config: Config) -> Table:
 
 def sources_table(config: Config) -> Table:
     t = Table(title=f"{len(config.sources)} sources", title_justify="left")
-    for col in ("source", "subjects", "profile", "schema", "mapping", "canonical type"):
+    t.add_column("source", no_wrap=True)
+    for col in ("subjects", "profile", "schema", "mapping", "canonical type"):
         t.add_column(col, overflow="fold")
     for s in config.sources:
         m = config.mappings[s.mapping]

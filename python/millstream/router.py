@@ -21,21 +21,40 @@ class Router:
     """Push batches of `(subject, payload)` through the Rust pipeline.
 
     `clock` returns Unix milliseconds; inject one in tests so dedup windows never sleep.
+    `threads` is how many worker threads run the stateless stages (decode, validate, map,
+    render) of a batch; default one per core. Dedup and stale decisions always run in input
+    order, so outcomes are the same for any thread count.
     """
 
-    def __init__(self, config: Config, *, clock: Callable[[], int] = _wall_clock_ms) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], int] = _wall_clock_ms,
+        threads: int | None = None,
+    ) -> None:
         self.config = config
         self.plan: dict[str, Any] = compile_plan(config)
-        self._core = CoreRouter(json.dumps(self.plan))
+        self._core = CoreRouter(json.dumps(self.plan), threads)
         self._clock = clock
 
     @classmethod
-    def from_config(cls, path: str | Path, *, clock: Callable[[], int] = _wall_clock_ms) -> Router:
+    def from_config(
+        cls,
+        path: str | Path,
+        *,
+        clock: Callable[[], int] = _wall_clock_ms,
+        threads: int | None = None,
+    ) -> Router:
         """Load, validate and compile a YAML config file."""
         try:
-            return cls(load_config(path), clock=clock)
+            return cls(load_config(path), clock=clock, threads=threads)
         except PlanError as e:
             raise PlanError(f"{path}: {e}") from None
+
+    @property
+    def threads(self) -> int:
+        return self._core.threads
 
     @property
     def version(self) -> str:

@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use chrono::DateTime;
+use rayon::prelude::*;
 use serde_json::Value;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -169,6 +170,28 @@ pub struct RouteMemory {
     pub stale_bytes: usize,
 }
 
+/// An event after the stateless stages.
+enum Prepared {
+    /// Finished: a dead letter.
+    Done(Outcome),
+    /// Routable: the outcome so far and, per matching route, what commit needs.
+    Routable {
+        outcome: Outcome,
+        candidates: Vec<Candidate>,
+    },
+}
+
+struct Candidate {
+    route: usize,
+    subject: String,
+    dedup: Option<KeyHash>,
+    stale: Option<(KeyHash, i64)>,
+}
+
+// Below this many events a batch runs inline: handing work to threads costs more than it saves.
+const PARALLEL_MIN_BATCH: usize = 64;
+const PARALLEL_MIN_CHUNK: usize = 32;
+
 struct SubjectPlan {
     source: Option<usize>,
     routes: Box<[usize]>,
@@ -189,6 +212,8 @@ pub struct Pipeline {
     cel: cel::Context<'static, 'static>,
     stats: Stats,
     subject_cache: hashbrown::HashMap<Box<str>, Arc<SubjectPlan>>,
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
 }
 
 fn tmpl(src: &Option<String>) -> Result<Option<Template>, PlanError> {
@@ -310,31 +335,88 @@ impl Pipeline {
             cel: cel::Context::default(),
             stats: Stats::default(),
             subject_cache: hashbrown::HashMap::new(),
+            pool: None,
+            threads: 1,
         })
     }
 
     /// Run a batch. `now_ms` (Unix milliseconds) drives dedup windows, so tests inject time.
+    ///
+    /// Stateless stages run on the pipeline's worker threads when it has more than one
+    /// (`with_threads`); dedup and stale decisions then run in input order, so results do
+    /// not depend on the thread count.
     pub fn process_batch<'a, I>(&mut self, events: I, now_ms: u64) -> Vec<Outcome>
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
-        events
+        let events: Vec<(&str, &[u8], Arc<SubjectPlan>)> = events
             .into_iter()
-            .map(|(subject, payload)| self.process(subject, payload, now_ms))
+            .map(|(s, b)| {
+                let plan = self.resolve(s);
+                (s, b, plan)
+            })
+            .collect();
+        let prepared: Vec<Prepared> = match &self.pool {
+            Some(pool) if events.len() >= PARALLEL_MIN_BATCH => {
+                let this = &*self;
+                pool.install(|| {
+                    events
+                        .par_iter()
+                        .with_min_len(PARALLEL_MIN_CHUNK)
+                        .map(|(s, b, plan)| this.prepare_guarded(plan, s, b))
+                        .collect()
+                })
+            }
+            _ => events
+                .iter()
+                .map(|(s, b, plan)| self.prepare_guarded(plan, s, b))
+                .collect(),
+        };
+        prepared
+            .into_iter()
+            .map(|p| self.commit_guarded(p, now_ms))
             .collect()
     }
 
     /// Run one event. Never panics: a bug becomes a dead letter `internal_error`.
     pub fn process(&mut self, subject: &str, payload: &[u8], now_ms: u64) -> Outcome {
-        let out = catch_unwind(AssertUnwindSafe(|| self.run(subject, payload, now_ms)))
-            .unwrap_or_else(|panic| {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".to_owned());
-                Outcome::dead(None, None, Rejection::new(Reason::InternalError, msg))
-            });
+        let plan = self.resolve(subject);
+        let prepared = self.prepare_guarded(&plan, subject, payload);
+        self.commit_guarded(prepared, now_ms)
+    }
+
+    /// Use `threads` worker threads for the stateless stages of a batch (1: run inline).
+    pub fn with_threads(mut self, threads: usize) -> Result<Pipeline, PlanError> {
+        self.pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("millstream-core-{i}"))
+                    .build()
+                    .map_err(|e| PlanError::Invalid {
+                        at: "threads".into(),
+                        detail: e.to_string(),
+                    })?,
+            )
+        } else {
+            None
+        };
+        self.threads = threads.max(1);
+        Ok(self)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn prepare_guarded(&self, plan: &SubjectPlan, subject: &str, payload: &[u8]) -> Prepared {
+        catch_unwind(AssertUnwindSafe(|| self.prepare(plan, subject, payload)))
+            .unwrap_or_else(|panic| Prepared::Done(internal_error(panic)))
+    }
+
+    fn commit_guarded(&mut self, prepared: Prepared, now_ms: u64) -> Outcome {
+        let out = catch_unwind(AssertUnwindSafe(|| self.commit(prepared, now_ms)))
+            .unwrap_or_else(internal_error);
         self.count(&out);
         out
     }
@@ -394,20 +476,22 @@ impl Pipeline {
         plan
     }
 
-    fn run(&mut self, subject: &str, payload: &[u8], now_ms: u64) -> Outcome {
-        let resolved = self.resolve(subject);
+    /// Everything that only reads the plan: decode, validate, map, canonical validation,
+    /// CloudEvents attributes, destination and key rendering, serialisation. Safe to run for
+    /// many events at once; state-dependent decisions wait for `commit`.
+    fn prepare(&self, resolved: &SubjectPlan, subject: &str, payload: &[u8]) -> Prepared {
         let Some(src) = resolved.source.map(|i| &self.sources[i]) else {
-            return Outcome::dead(
+            return Prepared::Done(Outcome::dead(
                 None,
                 None,
                 Rejection::new(
                     Reason::UnknownSource,
                     format!("no source reads {subject:?}"),
                 ),
-            );
+            ));
         };
         let source = Some(src.name.clone());
-        let fail = |r: Rejection| Outcome::dead(source.clone(), None, r);
+        let fail = |r: Rejection| Prepared::Done(Outcome::dead(source.clone(), None, r));
         let doc = match decode(payload, &self.limits) {
             Ok(d) => d,
             Err(r) => return fail(r),
@@ -493,14 +577,7 @@ impl Pipeline {
 
         // Decide every route before touching dedup/stale state, so an event that ends as a
         // dead letter leaves no trace that would make its fixed replay look like a duplicate.
-        struct Plan {
-            route: usize,
-            subject: String,
-            dedup: Option<KeyHash>,
-            stale: Option<(KeyHash, i64)>,
-        }
-        let mut plans: Vec<Plan> = Vec::new();
-        let mut skipped = Vec::new();
+        let mut plans: Vec<Candidate> = Vec::new();
         let mut matched = false;
         for &ri in resolved.routes.iter() {
             let r = &self.routes[ri];
@@ -508,11 +585,11 @@ impl Pipeline {
                 continue;
             }
             let rfail = |reason, detail: String| {
-                Outcome::dead(
+                Prepared::Done(Outcome::dead(
                     source.clone(),
                     Some(r.name.clone()),
                     Rejection::new(reason, detail),
-                )
+                ))
             };
             if let Some(p) = &r.predicate {
                 match p.eval(&self.cel, &entity, subject) {
@@ -545,14 +622,6 @@ impl Pipeline {
                         )
                     }
                 };
-                if let Some(newest) = s.guard.newer_than(key, version) {
-                    skipped.push(Skip {
-                        route: r.name.clone(),
-                        status: Status::Stale,
-                        detail: format!("version {version} older than {newest}"),
-                    });
-                    continue;
-                }
                 stale = Some((key, version));
             }
             let mut dedup = None;
@@ -563,7 +632,7 @@ impl Pipeline {
                 };
                 dedup = Some(key);
             }
-            plans.push(Plan {
+            plans.push(Candidate {
                 route: ri,
                 subject: to,
                 dedup,
@@ -576,12 +645,47 @@ impl Pipeline {
                 format!("no route takes {} from {subject:?}", m.canonical),
             ));
         }
-        let mut deliveries = Vec::with_capacity(plans.len());
-        for p in plans {
-            let r = &mut self.routes[p.route];
-            if let (Some(d), Some(key)) = (&mut r.dedup, p.dedup) {
+        let data = serde_json::to_vec(&entity).unwrap_or_default();
+        Prepared::Routable {
+            outcome: Outcome {
+                status: Status::Routed,
+                source,
+                canonical_type: Some(m.canonical.clone()),
+                attributes: Some(attrs),
+                data,
+                deliveries: Vec::with_capacity(plans.len()),
+                skipped: Vec::new(),
+                rejection: None,
+                route: None,
+            },
+            candidates: plans,
+        }
+    }
+
+    /// The state-dependent part, in input order: stale guard, then dedup, per route.
+    fn commit(&mut self, prepared: Prepared, now_ms: u64) -> Outcome {
+        let (mut out, candidates) = match prepared {
+            Prepared::Done(o) => return o,
+            Prepared::Routable {
+                outcome,
+                candidates,
+            } => (outcome, candidates),
+        };
+        for c in candidates {
+            let r = &mut self.routes[c.route];
+            if let (Some(s), Some((key, version))) = (&r.stale, c.stale) {
+                if let Some(newest) = s.guard.newer_than(key, version) {
+                    out.skipped.push(Skip {
+                        route: r.name.clone(),
+                        status: Status::Stale,
+                        detail: format!("version {version} older than {newest}"),
+                    });
+                    continue;
+                }
+            }
+            if let (Some(d), Some(key)) = (&mut r.dedup, c.dedup) {
                 if d.cache.is_duplicate(key, now_ms) {
-                    skipped.push(Skip {
+                    out.skipped.push(Skip {
                         route: r.name.clone(),
                         status: Status::Duplicate,
                         detail: format!(
@@ -593,37 +697,35 @@ impl Pipeline {
                 }
                 d.cache.remember(key, now_ms);
             }
-            if let (Some(s), Some((key, version))) = (&mut r.stale, p.stale) {
+            if let (Some(s), Some((key, version))) = (&mut r.stale, c.stale) {
                 s.guard.observe(key, version, now_ms);
             }
-            deliveries.push(Delivery {
+            out.deliveries.push(Delivery {
                 route: r.name.clone(),
-                subject: p.subject,
+                subject: c.subject,
                 lane: r.lane,
                 mode: r.mode,
-                dedup_id: p.dedup.map(KeyHash::as_u128),
+                dedup_id: c.dedup.map(KeyHash::as_u128),
             });
         }
-        let status = if !deliveries.is_empty() {
+        out.status = if !out.deliveries.is_empty() {
             Status::Routed
-        } else if skipped.iter().any(|s| s.status == Status::Stale) {
+        } else if out.skipped.iter().any(|s| s.status == Status::Stale) {
             Status::Stale
         } else {
             Status::Duplicate
         };
-        let data = serde_json::to_vec(&entity).unwrap_or_default();
-        Outcome {
-            status,
-            source,
-            canonical_type: Some(m.canonical.clone()),
-            attributes: Some(attrs),
-            data,
-            deliveries,
-            skipped,
-            rejection: None,
-            route: None,
-        }
+        out
     }
+}
+
+fn internal_error(panic: Box<dyn std::any::Any + Send>) -> Outcome {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned());
+    Outcome::dead(None, None, Rejection::new(Reason::InternalError, msg))
 }
 
 fn key_missing(what: &str, e: RenderError) -> Rejection {

@@ -58,11 +58,16 @@ impl CoreRouter {
 
 #[pymethods]
 impl CoreRouter {
+    /// `threads`: worker threads for the stateless stages of a batch (default: one per core).
     #[new]
-    fn new(py: Python<'_>, plan_json: &str) -> PyResult<Self> {
+    #[pyo3(signature = (plan_json, threads=None))]
+    fn new(py: Python<'_>, plan_json: &str, threads: Option<usize>) -> PyResult<Self> {
         let plan = plan_json.to_owned();
+        let threads = threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        });
         let pipeline = py
-            .detach(move || Pipeline::from_json(&plan))
+            .detach(move || Pipeline::from_json(&plan).and_then(|p| p.with_threads(threads)))
             .map_err(|e| py_error(py, "PlanError", e.to_string()))?;
         Ok(CoreRouter {
             name: pipeline.name.clone(),
@@ -81,6 +86,11 @@ impl CoreRouter {
     #[getter]
     fn version(&self) -> &str {
         &self.version
+    }
+
+    #[getter]
+    fn threads(&self) -> usize {
+        self.lock().threads()
     }
 
     #[getter]
