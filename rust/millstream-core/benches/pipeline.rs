@@ -19,14 +19,13 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use millstream_core::decode::{decode, Limits};
 use millstream_core::dedup::{DedupCache, KeyHash};
-use millstream_core::json::{obj_to_map, value_scalar, Obj};
+use millstream_core::json::{lookup, Found, Json, Obj};
 use millstream_core::map::Mapper;
 use millstream_core::plan::{PlanSpec, Profile};
 use millstream_core::route::{check_subject_token, Predicate};
-use millstream_core::template::{lookup_path, Template};
+use millstream_core::template::Template;
 use millstream_core::validate::SchemaCheck;
 use millstream_core::{Pipeline, Status};
-use serde_json::Value;
 
 // The extension (millstream._core) runs on mimalloc; measure the core the way it ships.
 #[global_allocator]
@@ -95,7 +94,7 @@ fn stages(c: &mut Criterion) {
         .and_then(|s| s.schema.as_ref())
         .expect("odoo-stock-move has a source schema");
     let source_schema = SchemaCheck::compile(move_source).expect("schema compiles");
-    let move_doc = Value::Object(obj_to_map(&object(STOCK_MOVE)));
+    let move_doc = Json::Obj(object(STOCK_MOVE));
     g.bench_function("source_schema/stock_move", |b| {
         b.iter(|| source_schema.check(black_box(&move_doc)))
     });
@@ -129,8 +128,8 @@ fn stages(c: &mut Criterion) {
     let move_entity = move_mapper.apply(&move_obj).expect("maps");
     let tel_schema = SchemaCheck::compile(&tel_spec.schema).expect("compiles");
     let move_schema = SchemaCheck::compile(&move_spec.schema).expect("compiles");
-    let tel_value = Value::Object(tel_entity.clone());
-    let move_value = Value::Object(move_entity.clone());
+    let tel_value = Json::Obj(tel_entity.clone());
+    let move_value = Json::Obj(move_entity.clone());
     g.bench_function("canonical_schema/telemetry", |b| {
         b.iter(|| tel_schema.check(black_box(&tel_value)))
     });
@@ -147,7 +146,7 @@ fn stages(c: &mut Criterion) {
     g.bench_function("route/render_destination", |b| {
         b.iter(|| {
             to.render(
-                |p| value_scalar(lookup_path(black_box(&tel_entity), p)),
+                |p| lookup(black_box(&tel_entity), p).map_or(Found::Missing, Json::scalar),
                 check_subject_token,
             )
         })
@@ -155,7 +154,7 @@ fn stages(c: &mut Criterion) {
     g.bench_function("dedup/render_and_hash_key", |b| {
         b.iter(|| {
             key.render(
-                |p| value_scalar(lookup_path(black_box(&tel_entity), p)),
+                |p| lookup(black_box(&tel_entity), p).map_or(Found::Missing, Json::scalar),
                 |_, _| Ok(()),
             )
             .map(|k| KeyHash::of(&k))
@@ -181,21 +180,18 @@ fn stages(c: &mut Criterion) {
         .expect("quality-alerts-urgent has a predicate");
     let predicate = Predicate::compile(urgent).expect("compiles");
     let ctx = cel::Context::default();
-    let hold = match serde_json::json!({"hold_id": "12", "name": "QA00012", "priority": 3,
-        "stage": "1", "status": "open", "updated_at": "2026-11-27T09:25:51Z"})
-    {
-        Value::Object(m) => m,
-        _ => unreachable!("an object literal"),
-    };
+    let hold = object(
+        br#"{"hold_id": "12", "name": "QA00012", "priority": 3, "stage": "1", "status": "open", "updated_at": "2026-11-27T09:25:51Z"}"#,
+    );
     g.bench_function("route/cel_predicate", |b| {
         b.iter(|| predicate.eval(&ctx, black_box(&hold), "odoo.quality_alert"))
     });
 
     g.bench_function("serialize/telemetry", |b| {
-        b.iter(|| serde_json::to_vec(black_box(&tel_entity)))
+        b.iter(|| serde_json::to_vec(black_box(&tel_value)))
     });
     g.bench_function("serialize/stock_move", |b| {
-        b.iter(|| serde_json::to_vec(black_box(&move_entity)))
+        b.iter(|| serde_json::to_vec(black_box(&move_value)))
     });
     g.finish();
 }

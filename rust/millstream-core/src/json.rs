@@ -203,3 +203,216 @@ mod tests {
         );
     }
 }
+
+// --- serialisation ------------------------------------------------------------------------
+
+impl serde::Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Json::Null => s.serialize_unit(),
+            Json::Bool(b) => s.serialize_bool(*b),
+            Json::Int(i) => s.serialize_i64(*i),
+            Json::UInt(u) => s.serialize_u64(*u),
+            Json::Float(f) => s.serialize_f64(*f),
+            Json::Str(v) => s.serialize_str(v),
+            Json::Arr(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Json::Obj(o) => {
+                let mut map = s.serialize_map(Some(o.len()))?;
+                for (k, v) in o {
+                    map.serialize_entry(k.as_ref(), v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+// --- the jsonschema crate's view of a document --------------------------------------------
+// jsonschema validates any representation that implements its `Json` trait family; doing so
+// here lets source payloads and canonical entities be validated where they are, with no
+// conversion to `serde_json::Value` per event.
+
+/// Marker type naming this representation to `jsonschema`.
+pub struct Doc;
+
+impl jsonschema::json::Json for Doc {
+    type Node<'a> = &'a Json<'a>;
+    type PreparedKey = String;
+    type StringBuffer = ();
+
+    // Objects are vectors: a members pass is as cheap as a couple of lookups.
+    const KEYS_PER_LOOKUP: usize = 2;
+    const ACYCLIC: bool = true;
+
+    fn prepare_key(key: &str) -> String {
+        key.to_owned()
+    }
+
+    fn with_string_node<T>(
+        (): &mut (),
+        string: &str,
+        f: impl for<'r> FnOnce(&'r Json<'r>) -> T,
+    ) -> T {
+        let node = Json::Str(Cow::Borrowed(string));
+        f(&node)
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct ObjRef<'a>(&'a Obj<'a>);
+
+#[derive(Clone, Copy)]
+pub struct ArrRef<'a>(&'a [Json<'a>]);
+
+/// A number node: one of the numeric variants.
+#[derive(Clone, Copy)]
+pub struct NumRef<'a>(&'a Json<'a>);
+
+impl jsonschema::json::JsonNumber for NumRef<'_> {
+    fn as_u64(&self) -> Option<u64> {
+        match self.0 {
+            Json::Int(i) => u64::try_from(*i).ok(),
+            Json::UInt(u) => Some(*u),
+            _ => None,
+        }
+    }
+    fn as_i64(&self) -> Option<i64> {
+        match self.0 {
+            Json::Int(i) => Some(*i),
+            Json::UInt(u) => i64::try_from(*u).ok(),
+            _ => None,
+        }
+    }
+    fn as_f64(&self) -> Option<f64> {
+        match self.0 {
+            Json::Int(i) => Some(*i as f64),
+            Json::UInt(u) => Some(*u as f64),
+            Json::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+    fn as_str(&self) -> Cow<'_, str> {
+        match self.0.scalar() {
+            Found::Scalar(s) => s.to_cow(),
+            _ => Cow::Borrowed(""),
+        }
+    }
+    fn to_number(&self) -> Cow<'_, Number> {
+        Cow::Owned(match self.0 {
+            Json::Int(i) => Number::from(*i),
+            Json::UInt(u) => Number::from(*u),
+            Json::Float(f) => Number::from_f64(*f).unwrap_or_else(|| Number::from(0)),
+            _ => Number::from(0),
+        })
+    }
+    fn is_integer(&self) -> bool {
+        match self.0 {
+            Json::Int(_) | Json::UInt(_) => true,
+            Json::Float(f) => f.fract() == 0.0,
+            _ => false,
+        }
+    }
+    fn is_written_as_integer(&self) -> bool {
+        matches!(self.0, Json::Int(_) | Json::UInt(_))
+    }
+}
+
+impl<'a> jsonschema::json::Node<'a, Doc> for &'a Json<'a> {
+    type Object = ObjRef<'a>;
+    type Array = ArrRef<'a>;
+    type Number = NumRef<'a>;
+
+    fn as_object(&self) -> Option<ObjRef<'a>> {
+        match self {
+            Json::Obj(o) => Some(ObjRef(o)),
+            _ => None,
+        }
+    }
+    fn as_array(&self) -> Option<ArrRef<'a>> {
+        match self {
+            Json::Arr(a) => Some(ArrRef(a)),
+            _ => None,
+        }
+    }
+    fn as_string(&self) -> Option<Cow<'a, str>> {
+        match self {
+            Json::Str(s) => Some(Cow::Borrowed(s.as_ref())),
+            _ => None,
+        }
+    }
+    fn as_number(&self) -> Option<NumRef<'a>> {
+        matches!(self, Json::Int(_) | Json::UInt(_) | Json::Float(_)).then_some(NumRef(self))
+    }
+    fn as_boolean(&self) -> Option<bool> {
+        match self {
+            Json::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+    fn json_type(&self) -> jsonschema::types::JsonType {
+        use jsonschema::types::JsonType as T;
+        match self {
+            Json::Null => T::Null,
+            Json::Bool(_) => T::Boolean,
+            Json::Int(_) | Json::UInt(_) | Json::Float(_) => T::Number,
+            Json::Str(_) => T::String,
+            Json::Arr(_) => T::Array,
+            Json::Obj(_) => T::Object,
+        }
+    }
+    fn to_value(&self) -> Cow<'a, Value> {
+        Cow::Owned(Json::to_value(self))
+    }
+    fn identity(&self) -> Option<jsonschema::json::NodeIdentity> {
+        Some(jsonschema::json::NodeIdentity::new(
+            std::ptr::from_ref::<Json<'a>>(*self) as usize,
+        ))
+    }
+}
+
+pub struct MembersIter<'a>(std::slice::Iter<'a, (Cow<'a, str>, Json<'a>)>);
+
+impl<'a> Iterator for MembersIter<'a> {
+    type Item = (&'a str, &'a Json<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+impl<'a> jsonschema::json::Object<'a, Doc> for ObjRef<'a> {
+    type Node = &'a Json<'a>;
+    type MemberName = &'a str;
+    type MembersIter = MembersIter<'a>;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, key: &String) -> Option<&'a Json<'a>> {
+        obj_get(self.0, key)
+    }
+    fn members(&self) -> MembersIter<'a> {
+        MembersIter(self.0.iter())
+    }
+}
+
+impl<'a> jsonschema::json::Array<'a, Doc> for ArrRef<'a> {
+    type Node = &'a Json<'a>;
+    type ElementsIter = std::slice::Iter<'a, Json<'a>>;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn elements(&self) -> std::slice::Iter<'a, Json<'a>> {
+        self.0.iter()
+    }
+}

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 
 use crate::error::{PlanError, Reason, Rejection};
 use crate::json::{lookup, Found, Json, Obj, Scalar};
@@ -46,7 +46,7 @@ struct FieldPlan {
     map_default: Option<Json<'static>>,
     convert: Option<Convert>,
     unit_name: Option<usize>,
-    default: Option<Value>,
+    default: Option<Json<'static>>,
 }
 
 /// A compiled mapping for one source profile.
@@ -152,7 +152,7 @@ impl Mapper {
                 unit_name,
                 default: s
                     .has_default
-                    .then(|| s.default.clone().unwrap_or(Value::Null)),
+                    .then(|| json_of(s.default.as_ref().unwrap_or(&Value::Null))),
             });
         }
         // Sorted by name, fields are appended to the entity's BTreeMap in key order.
@@ -164,15 +164,16 @@ impl Mapper {
         })
     }
 
-    /// Build the canonical entity from a decoded payload.
-    pub fn apply(&self, src: &Obj<'_>) -> Result<Map<String, Value>, Rejection> {
-        let mut out = Map::new();
+    /// Build the canonical entity from a decoded payload. Field names borrow from the
+    /// mapping and unescaped strings from the payload, so an entity costs little to build.
+    pub fn apply<'e>(&'e self, src: &Obj<'e>) -> Result<Obj<'e>, Rejection> {
+        let mut out = Vec::with_capacity(self.fields.len());
         for f in &self.fields {
             let v = self.field(f, src).map_err(|mut r| {
                 r.detail = format!("{}: {}", f.name, r.detail);
                 r
             })?;
-            out.insert(f.name.clone(), v);
+            out.push((Cow::Borrowed(f.name.as_str()), v));
         }
         Ok(out)
     }
@@ -204,13 +205,13 @@ impl Mapper {
         }
     }
 
-    fn default_of(f: &FieldPlan) -> Value {
-        f.default.clone().unwrap_or(Value::Null)
+    fn default_of<'e>(f: &FieldPlan) -> Json<'e> {
+        f.default.clone().unwrap_or(Json::Null)
     }
 
-    fn field(&self, f: &FieldPlan, src: &Obj<'_>) -> Result<Value, Rejection> {
+    fn field<'e>(&'e self, f: &'e FieldPlan, src: &Obj<'e>) -> Result<Json<'e>, Rejection> {
         let rendered;
-        let raw: Option<&Json<'_>> = match &f.input {
+        let raw: Option<&Json<'e>> = match &f.input {
             Input::Path(p) => lookup(src, p),
             Input::Const(c) => Some(c),
             Input::Template(t) => {
@@ -231,7 +232,7 @@ impl Mapper {
             return Ok(Self::default_of(f));
         }
         let Some(raw) = raw else {
-            return Ok(Value::Null);
+            return Ok(Json::Null);
         };
         let mut v = self.many2one(raw, f.many2one);
         if let Some(map) = &f.map {
@@ -266,7 +267,7 @@ impl Mapper {
             let entry = self.tables[c.table].get(unit.as_ref()).ok_or_else(|| {
                 Rejection::new(Reason::UnknownUnit, format!("unknown unit {unit:?}"))
             })?;
-            let x = out.as_f64().ok_or_else(|| {
+            let x = number(&out).ok_or_else(|| {
                 Rejection::new(Reason::TypeMismatch, "unit conversion needs a number")
             })?;
             out = float(x * entry.factor + entry.offset)?;
@@ -277,7 +278,7 @@ impl Mapper {
             let entry = self.tables[t].get(key.as_ref()).ok_or_else(|| {
                 Rejection::new(Reason::UnknownUnit, format!("unknown unit {key:?}"))
             })?;
-            out = Value::String(entry.to.clone());
+            out = Json::Str(Cow::Borrowed(entry.to.as_str()));
         }
         Ok(out)
     }
@@ -291,10 +292,15 @@ fn scalar_key<'b>(v: &'b Json<'_>) -> Option<Cow<'b, str>> {
     }
 }
 
-fn float(x: f64) -> Result<Value, Rejection> {
-    Number::from_f64(x)
-        .map(Value::Number)
-        .ok_or_else(|| Rejection::new(Reason::TypeMismatch, "result is not a finite number"))
+fn float<'e>(x: f64) -> Result<Json<'e>, Rejection> {
+    if x.is_finite() {
+        Ok(Json::Float(x))
+    } else {
+        Err(Rejection::new(
+            Reason::TypeMismatch,
+            "result is not a finite number",
+        ))
+    }
 }
 
 fn shown(v: &Json<'_>) -> String {
@@ -314,24 +320,27 @@ fn mismatch(v: &Json<'_>, ty: &str) -> Rejection {
     Rejection::new(Reason::TypeMismatch, format!("{} is not {ty}", shown(v)))
 }
 
-/// Typed coercion of one value.
-pub fn cast(v: &Json<'_>, ty: FieldType, format: TimestampFormat) -> Result<Value, Rejection> {
+/// Typed coercion of one value. Strings stay borrowed from the payload where they were.
+pub fn cast<'e>(
+    v: &Json<'e>,
+    ty: FieldType,
+    format: TimestampFormat,
+) -> Result<Json<'e>, Rejection> {
     match ty {
         FieldType::String => match v {
-            Json::Str(s) => Ok(Value::String(s.to_string())),
-            Json::Int(_) | Json::UInt(_) | Json::Float(_) | Json::Bool(_) => Ok(Value::String(
-                scalar_key(v).map(Cow::into_owned).unwrap_or_default(),
+            Json::Str(s) => Ok(Json::Str(s.clone())),
+            Json::Int(_) | Json::UInt(_) | Json::Float(_) | Json::Bool(_) => Ok(Json::Str(
+                Cow::Owned(scalar_key(v).map(Cow::into_owned).unwrap_or_default()),
             )),
             _ => Err(mismatch(v, "a string")),
         },
         FieldType::Integer => match v {
-            Json::Int(i) => Ok(Value::from(*i)),
-            Json::UInt(u) => Ok(Value::from(*u)),
-            Json::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(*f as i64)),
+            Json::Int(_) | Json::UInt(_) => Ok(v.clone()),
+            Json::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Json::Int(*f as i64)),
             Json::Str(s) => s
                 .trim()
                 .parse::<i64>()
-                .map(Value::from)
+                .map(Json::Int)
                 .map_err(|_| mismatch(v, "an integer")),
             _ => Err(mismatch(v, "an integer")),
         },
@@ -346,13 +355,13 @@ pub fn cast(v: &Json<'_>, ty: FieldType, format: TimestampFormat) -> Result<Valu
             _ => Err(mismatch(v, "a number")),
         },
         FieldType::Boolean => match v {
-            Json::Bool(b) => Ok(Value::Bool(*b)),
-            Json::Str(s) if s == "true" => Ok(Value::Bool(true)),
-            Json::Str(s) if s == "false" => Ok(Value::Bool(false)),
+            Json::Bool(b) => Ok(Json::Bool(*b)),
+            Json::Str(s) if s == "true" => Ok(Json::Bool(true)),
+            Json::Str(s) if s == "false" => Ok(Json::Bool(false)),
             _ => Err(mismatch(v, "a boolean")),
         },
         FieldType::Timestamp => timestamp(v, format)
-            .map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true))),
+            .map(|t| Json::Str(Cow::Owned(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)))),
     }
 }
 
@@ -491,7 +500,11 @@ mod tests {
         let src =
             crate::decode::decode(&bytes, &crate::decode::Limits::default()).expect("decodes");
         m.apply(&src)
-            .map(|mut o| o.remove("f").unwrap_or(Value::Null))
+            .map(|o| {
+                o.into_iter()
+                    .next()
+                    .map_or(Value::Null, |(_, v)| v.to_value())
+            })
             .map_err(|r| r.reason)
     }
 

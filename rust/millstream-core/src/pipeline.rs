@@ -1,25 +1,23 @@
 //! The whole in-process pipeline: decode -> validate -> map -> validate canonical -> route
 //! (predicates, dedup, stale guard, destination subjects), one `Outcome` per event.
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use chrono::DateTime;
 use rayon::prelude::*;
-use serde_json::Value;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::decode::{decode, Limits};
 use crate::dedup::{DedupCache, KeyHash};
 use crate::error::{PlanError, Reason, Rejection};
-use crate::json::{obj_to_map, value_scalar, Found};
+use crate::json::{lookup, obj_get, Found, Json, Scalar};
 use crate::map::Mapper;
 use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec, Profile};
 use crate::route::{any_match, check_subject_token, Predicate, SubjectPattern};
 use crate::stale::StaleGuard;
-use crate::template::{lookup_path, RenderError, Template};
+use crate::template::{RenderError, Template};
 use crate::validate::SchemaCheck;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -496,12 +494,15 @@ impl Pipeline {
             Ok(d) => d,
             Err(r) => return fail(r),
         };
+        let doc = Json::Obj(doc);
         if let Some(schema) = &src.schema {
-            // jsonschema needs a serde_json::Value; only sources with a schema pay for it.
-            if let Err(detail) = schema.check(&Value::Object(obj_to_map(&doc))) {
+            if let Err(detail) = schema.check(&doc) {
                 return fail(Rejection::new(Reason::SchemaViolation, detail));
             }
         }
+        let Json::Obj(doc) = doc else {
+            return fail(Rejection::new(Reason::InternalError, "decoded object lost"));
+        };
         let m = &self.mappings[src.mapping];
         let mapper = match src.profile {
             Profile::Json => &m.mapper_json,
@@ -511,20 +512,20 @@ impl Pipeline {
             Ok(e) => e,
             Err(r) => return fail(r),
         };
-        let entity = Value::Object(entity);
+        let entity = Json::Obj(entity);
         if let Err(detail) = m.schema.check(&entity) {
             return fail(Rejection::new(
                 Reason::CanonicalInvalid,
                 format!("{}: {detail}", m.canonical),
             ));
         }
-        let Value::Object(entity) = entity else {
+        let Json::Obj(entity) = entity else {
             return fail(Rejection::new(Reason::InternalError, "entity lost"));
         };
 
         // CloudEvents attributes: templates read the canonical entity.
-        let render =
-            |t: &Template| t.render(|p| value_scalar(lookup_path(&entity, p)), |_, _| Ok(()));
+        let field = |p: &[String]| lookup(&entity, p).map_or(Found::Missing, Json::scalar);
+        let render = |t: &Template| t.render(field, |_, _| Ok(()));
         let id = match &m.id {
             Some(t) => match render(t) {
                 Ok(id) => id,
@@ -546,32 +547,29 @@ impl Pipeline {
             time: m
                 .time
                 .as_ref()
-                .and_then(|f| entity.get(f))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+                .and_then(|f| obj_get(&entity, f))
+                .and_then(|v| match v {
+                    Json::Str(s) => Some(s.to_string()),
+                    _ => None,
+                }),
             subject: m.subject.as_ref().and_then(|t| render(t).ok()),
             partitionkey: m.partitionkey.as_ref().and_then(|t| render(t).ok()),
         };
         // `ce.*` values for templates, built only if a template asks for one.
-        let ce_values: OnceCell<[(&str, Value); 4]> = OnceCell::new();
-        let ce_value = |attr: &str| -> Option<&Value> {
-            let all = ce_values.get_or_init(|| {
-                [
-                    ("id", Value::String(attrs.id.clone())),
-                    ("type", Value::String(attrs.ce_type.to_string())),
-                    ("source", Value::String(attrs.source.to_string())),
-                    (
-                        "subject",
-                        attrs.subject.clone().map_or(Value::Null, Value::String),
-                    ),
-                ]
-            });
-            all.iter().find(|(k, _)| *k == attr).map(|(_, v)| v)
+        let ce_value = |attr: &str| -> Found<'_> {
+            let s = match attr {
+                "id" => Some(attrs.id.as_str()),
+                "type" => Some(&*attrs.ce_type),
+                "source" => Some(&*attrs.source),
+                "subject" => attrs.subject.as_deref(),
+                _ => None,
+            };
+            s.map_or(Found::Missing, |s| Found::Scalar(Scalar::Str(s)))
         };
         let lookup = |p: &[String]| -> Found<'_> {
             match p {
-                [ce, attr] if ce == "ce" => value_scalar(ce_value(attr)),
-                _ => value_scalar(lookup_path(&entity, p)),
+                [ce, attr] if ce == "ce" => ce_value(attr),
+                _ => field(p),
             }
         };
 
@@ -612,7 +610,7 @@ impl Pipeline {
                     Ok(k) => KeyHash::of(&k),
                     Err(e) => return rfail(Reason::KeyMissing, render_err("stale.key", e)),
                 };
-                let version = match entity.get(&s.version).map(version_of) {
+                let version = match obj_get(&entity, &s.version).map(version_of) {
                     Some(Ok(v)) => v,
                     Some(Err(why)) => return rfail(Reason::KeyMissing, why),
                     None => {
@@ -645,7 +643,7 @@ impl Pipeline {
                 format!("no route takes {} from {subject:?}", m.canonical),
             ));
         }
-        let data = serde_json::to_vec(&entity).unwrap_or_default();
+        let data = serde_json::to_vec(&Json::Obj(entity)).unwrap_or_default();
         Prepared::Routable {
             outcome: Outcome {
                 status: Status::Routed,
@@ -740,15 +738,16 @@ fn render_err(what: &str, e: RenderError) -> String {
 }
 
 /// A version for the stale guard: an integer, or an RFC 3339 timestamp (microseconds).
-fn version_of(v: &Value) -> Result<i64, String> {
+fn version_of(v: &Json<'_>) -> Result<i64, String> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| format!("version {n} is not an integer")),
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
+        Json::Int(i) => Ok(*i),
+        Json::Str(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.timestamp_micros())
             .map_err(|_| format!("version {s:?} is not an RFC 3339 timestamp")),
-        Value::Null => Err("version is empty".to_owned()),
-        other => Err(format!("version {other} is not a timestamp or integer")),
+        Json::Null => Err("version is empty".to_owned()),
+        other => Err(format!(
+            "version {} is not a timestamp or integer",
+            other.to_value()
+        )),
     }
 }

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::json::{obj_get, Json, Obj};
+use crate::template::RenderError;
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::objects::Key;
 use cel::{Context, Program, Value as CelValue};
-use serde_json::{Map, Value};
-
-use crate::template::RenderError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Tok {
@@ -95,7 +94,7 @@ impl Predicate {
     pub fn eval(
         &self,
         root: &Context<'_, '_>,
-        data: &Map<String, Value>,
+        data: &Obj<'_>,
         input_subject: &str,
     ) -> Result<bool, String> {
         let vars = EventVars {
@@ -113,19 +112,19 @@ impl Predicate {
 }
 
 struct EventVars<'a> {
-    data: &'a Map<String, Value>,
+    data: &'a Obj<'a>,
     input_subject: &'a str,
 }
 
 impl VariableResolver for EventVars<'_> {
     fn resolve<'b>(&'b self, name: &str) -> Option<CowVal<'b, 'b>> {
         // Only the names a predicate uses are converted, and only when it runs.
-        let v = match (self.data.get(name), name) {
+        let v = match (obj_get(self.data, name), name) {
             (Some(v), _) => to_cel(v),
             (None, "event") => CelValue::Map(
                 self.data
                     .iter()
-                    .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                    .map(|(k, v)| (Key::String(Arc::new(k.to_string())), to_cel(v)))
                     .collect::<std::collections::HashMap<_, _>>()
                     .into(),
             ),
@@ -137,20 +136,18 @@ impl VariableResolver for EventVars<'_> {
     }
 }
 
-fn to_cel(v: &Value) -> CelValue {
+fn to_cel(v: &Json<'_>) -> CelValue {
     match v {
-        Value::Null => CelValue::Null,
-        Value::Bool(b) => CelValue::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => CelValue::Int(i),
-            (None, Some(u)) => CelValue::UInt(u),
-            _ => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(a) => CelValue::List(Arc::new(a.iter().map(to_cel).collect())),
-        Value::Object(m) => CelValue::Map(
+        Json::Null => CelValue::Null,
+        Json::Bool(b) => CelValue::Bool(*b),
+        Json::Int(i) => CelValue::Int(*i),
+        Json::UInt(u) => CelValue::UInt(*u),
+        Json::Float(f) => CelValue::Float(*f),
+        Json::Str(s) => CelValue::String(Arc::new(s.to_string())),
+        Json::Arr(a) => CelValue::List(Arc::new(a.iter().map(to_cel).collect())),
+        Json::Obj(m) => CelValue::Map(
             m.iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                .map(|(k, v)| (Key::String(Arc::new(k.to_string())), to_cel(v)))
                 .collect::<std::collections::HashMap<_, _>>()
                 .into(),
         ),
@@ -160,7 +157,6 @@ fn to_cel(v: &Value) -> CelValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn nats_wildcards() {
@@ -203,10 +199,9 @@ mod tests {
     #[test]
     fn predicates_see_canonical_fields() {
         let root = Context::default();
-        let data = match json!({"priority": 3, "status": "open", "tags": ["a"]}) {
-            Value::Object(m) => m,
-            _ => unreachable!("object"),
-        };
+        let bytes = br#"{"priority": 3, "status": "open", "tags": ["a"]}"#;
+        let data =
+            crate::decode::decode(bytes, &crate::decode::Limits::default()).expect("decodes");
         let eval = |src: &str| {
             Predicate::compile(src)
                 .expect("compiles")

@@ -1,8 +1,6 @@
 //! `{placeholder}` templates, compiled once. Used for destination subjects, dedup and stale
 //! keys, canonical ids and field templates.
 
-use serde_json::{Map, Value};
-
 use crate::error::PlanError;
 use crate::json::Found;
 
@@ -88,52 +86,39 @@ impl Template {
     }
 }
 
-/// Follow a dotted path through objects (and arrays, for numeric tokens).
-pub fn lookup_path<'a>(root: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut cur = root.get(first)?;
-    for seg in rest {
-        cur = match cur {
-            Value::Object(m) => m.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::value_scalar;
-    use serde_json::json;
+    use crate::decode::{decode, Limits};
+    use crate::json::{lookup, Json, Obj};
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("test input is an object"),
-        }
+    fn obj(s: &str) -> Obj<'_> {
+        decode(s.as_bytes(), &Limits::default()).expect("decodes")
+    }
+
+    fn find<'a>(data: &'a Obj<'a>) -> impl Fn(&[String]) -> Found<'a> {
+        move |p| lookup(data, p).map_or(Found::Missing, Json::scalar)
     }
 
     #[test]
     fn renders_scalars_and_nested_paths() {
-        let data = obj(json!({"a": "x", "n": 42, "f": 1.5, "b": true, "o": {"k": [7, 8]}}));
+        let data = obj(r#"{"a": "x", "n": 42, "f": 1.5, "b": true, "o": {"k": [7, 8]}}"#);
         let t = Template::compile("p.{a}.{n}-{f}/{b}/{o.k.1}").expect("compiles");
-        let out = t.render(|p| value_scalar(lookup_path(&data, p)), |_, _| Ok(()));
+        let out = t.render(find(&data), |_, _| Ok(()));
         assert_eq!(out, Ok("p.x.42-1.5/true/8".to_owned()));
     }
 
     #[test]
     fn missing_and_non_scalar_are_errors() {
-        let data = obj(json!({"a": null, "o": {}}));
+        let data = obj(r#"{"a": null, "o": {}}"#);
         let t = Template::compile("{a}").expect("compiles");
         assert_eq!(
-            t.render(|p| value_scalar(lookup_path(&data, p)), |_, _| Ok(())),
+            t.render(find(&data), |_, _| Ok(())),
             Err(RenderError::Missing("a".into()))
         );
         let t = Template::compile("{o}").expect("compiles");
         assert_eq!(
-            t.render(|p| value_scalar(lookup_path(&data, p)), |_, _| Ok(())),
+            t.render(find(&data), |_, _| Ok(())),
             Err(RenderError::NotScalar("o".into()))
         );
     }

@@ -1,17 +1,20 @@
 //! Validation stage: JSON Schema checks with the `jsonschema` crate, compiled once per plan.
 //! Used for optional source schemas and for every canonical entity (whose schema comes from
-//! the pydantic model, so Python stays the single source of truth).
+//! the pydantic model, so Python stays the single source of truth). Documents are validated
+//! in their decoded form (`json::Doc`), without conversion.
 
 use jsonschema::Validator;
 use serde_json::Value;
 
+use crate::json::{Doc, Json};
+
 pub struct SchemaCheck {
-    validator: Validator,
+    validator: Validator<Doc>,
 }
 
 impl SchemaCheck {
     pub fn compile(schema: &Value) -> Result<SchemaCheck, String> {
-        jsonschema::options()
+        jsonschema::options_for::<Doc>()
             .should_validate_formats(true)
             .build(schema)
             .map(|validator| SchemaCheck { validator })
@@ -19,7 +22,7 @@ impl SchemaCheck {
     }
 
     /// `Ok` when valid, else the first error as `"<instance path>: <message>"`.
-    pub fn check(&self, instance: &Value) -> Result<(), String> {
+    pub fn check(&self, instance: &Json<'_>) -> Result<(), String> {
         // `is_valid` short-circuits without building errors: the common case stays cheap.
         if self.validator.is_valid(instance) {
             return Ok(());
@@ -51,21 +54,43 @@ impl SchemaCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{decode, Limits};
     use serde_json::json;
+
+    fn check(s: &SchemaCheck, doc: &str) -> Result<(), String> {
+        let obj = decode(doc.as_bytes(), &Limits::default()).expect("decodes");
+        s.check(&Json::Obj(obj))
+    }
 
     #[test]
     fn reports_path_of_first_error() {
         let s = SchemaCheck::compile(&json!({
             "type": "object",
-            "properties": {"q": {"type": "number", "minimum": 0}, "t": {"type": "string", "format": "date-time"}},
-            "required": ["q"]
+            "properties": {
+                "q": {"type": "number", "minimum": 0},
+                "n": {"type": "integer"},
+                "t": {"type": "string", "format": "date-time"},
+                "e": {"enum": ["a", 1]},
+                "c": {"const": "x"}
+            },
+            "required": ["q"],
+            "additionalProperties": false
         }))
         .expect("compiles");
-        assert_eq!(s.check(&json!({"q": 1})), Ok(()));
-        let err = s.check(&json!({"q": -1})).expect_err("negative");
+        assert_eq!(check(&s, r#"{"q": 1}"#), Ok(()));
+        assert_eq!(check(&s, r#"{"q": 1.5, "n": 3, "e": 1, "c": "x"}"#), Ok(()));
+        let err = check(&s, r#"{"q": -1}"#).expect_err("negative");
         assert!(err.starts_with("/q: "), "{err}");
-        assert!(s.check(&json!({})).is_err());
-        assert!(s.check(&json!({"q": 1, "t": "not a time"})).is_err());
+        assert!(check(&s, "{}").is_err());
+        assert!(check(&s, r#"{"q": 1, "t": "not a time"}"#).is_err());
+        assert!(check(&s, r#"{"q": 1, "n": 1.5}"#).is_err());
+        assert!(check(&s, r#"{"q": 1, "e": "b"}"#).is_err());
+        assert!(check(&s, r#"{"q": 1, "c": "y"}"#).is_err());
+        assert!(check(&s, r#"{"q": 1, "zzz": 0}"#).is_err());
+        assert_eq!(
+            check(&s, r#"{"q": 1, "t": "2026-11-27T08:15:02Z"}"#),
+            Ok(())
+        );
     }
 
     #[test]
