@@ -1,0 +1,1 @@
+"""pytest-benchmark suites (disabled in the default test run; see README.md here)."""
