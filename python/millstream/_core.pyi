@@ -2,6 +2,8 @@
 
 from typing import Any, final
 
+__all__ = ["BatchResult", "CoreRouter", "Delivery", "Outcome", "__version__", "reason_codes"]
+
 __version__: str
 
 def reason_codes() -> list[str]:
@@ -29,7 +31,7 @@ class CoreRouter:
 @final
 class BatchResult:
     def __len__(self) -> int: ...
-    def __getitem__(self, index: int) -> Outcome: ...
+    def __getitem__(self, key: int, /) -> Outcome: ...
     def statuses(self) -> list[str]: ...
     def counts(self) -> dict[str, int]: ...
 
