@@ -150,3 +150,17 @@ def test_cli_check_fails_with_location(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:" in err and "routes[0].lane" in err
+
+
+def test_routes_table_cells_line_up_with_headers() -> None:
+    from millstream.describe import routes_table
+
+    config = load_config(EXAMPLES / "manufacturing.yaml")
+    table = routes_table(config)
+    columns = {str(c.header): [str(x) for x in c.cells] for c in table.columns}
+    for i, r in enumerate(config.routes):
+        assert columns["route"][i] == r.name
+        assert columns["lane"][i] == r.lane
+        assert columns["delivery"][i] == r.delivery
+        assert columns["destination"][i] == r.to
+        assert columns["when"][i] == (r.when or "-")

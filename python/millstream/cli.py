@@ -20,6 +20,9 @@ def _check(args: argparse.Namespace) -> int:
     # Building the Router compiles the plan in Rust too: schemas, predicates, templates.
     router = Router.from_config(args.config)
     out = Console()
+    if not out.is_terminal:
+        # Piped or logged: no width to respect, so do not squeeze the tables to 80 columns.
+        out = Console(width=200)
     out.print(sources_table(router.config))
     out.print(routes_table(router.config))
     out.print(f"[green]ok[/green] {args.config}: plan {router.version}")

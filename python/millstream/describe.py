@@ -24,16 +24,16 @@ def routes_table(config: Config) -> Table:
     """One row per route: what it matches, its lane, delivery, destination and dedup."""
     t = Table(title=f"{config.name}: {len(config.routes)} routes", title_justify="left")
     # Names and enums stay whole (people grep for them); long patterns fold.
-    for col in ("route", "lane", "delivery"):
+    for col in ("route", "lane", "delivery", "destination"):
         t.add_column(col, no_wrap=True)
-    for col in ("match", "when", "destination", "dedup", "stale"):
+    for col in ("match", "when", "dedup", "stale"):
         t.add_column(col, overflow="fold")
     for r in config.routes:
         match = ", ".join(r.match.subjects)
         if r.match.types:
             match += " [" + ", ".join(r.match.types) + "]"
         stale = f"{r.stale.key} by {r.stale.version}" if r.stale else "-"
-        t.add_row(r.name, match, r.when or "-", r.lane, r.delivery, r.to, _dedup(r.dedup), stale)
+        t.add_row(r.name, r.lane, r.delivery, r.to, match, r.when or "-", _dedup(r.dedup), stale)
     return t
 
 
