@@ -149,14 +149,23 @@ struct Route {
     stale: Option<Stale>,
 }
 
-/// Counters since the pipeline was built.
+/// Counters since the pipeline was built (a snapshot; see `Pipeline::stats`).
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub events_in: u64,
-    // hashbrown's default hasher: these are bumped per event, SipHash would show in profiles.
-    pub by_status: hashbrown::HashMap<Status, u64>,
-    pub by_reason: hashbrown::HashMap<Reason, u64>,
-    pub by_route: hashbrown::HashMap<Arc<str>, u64>,
+    pub by_status: HashMap<Status, u64>,
+    pub by_reason: HashMap<Reason, u64>,
+    pub by_route: HashMap<Arc<str>, u64>,
+}
+
+// Bumped per event, so plain arrays indexed by enum discriminant and route position: no
+// hashing and no reference counting on the hot path.
+#[derive(Default)]
+struct Counters {
+    events_in: u64,
+    status: [u64; 4],
+    reason: [u64; Reason::ALL.len()],
+    route: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -208,7 +217,7 @@ pub struct Pipeline {
     mappings: Vec<MappingRt>,
     routes: Vec<Route>,
     cel: cel::Context<'static, 'static>,
-    stats: Stats,
+    counters: Counters,
     subject_cache: hashbrown::HashMap<Box<str>, Arc<SubjectPlan>>,
     pool: Option<rayon::ThreadPool>,
     threads: usize,
@@ -329,9 +338,12 @@ impl Pipeline {
             limits: spec.limits,
             sources,
             mappings,
-            routes,
             cel: cel::Context::default(),
-            stats: Stats::default(),
+            counters: Counters {
+                route: vec![0; routes.len()],
+                ..Counters::default()
+            },
+            routes,
             subject_cache: hashbrown::HashMap::new(),
             pool: None,
             threads: 1,
@@ -420,19 +432,41 @@ impl Pipeline {
     }
 
     fn count(&mut self, out: &Outcome) {
-        let st = &mut self.stats;
-        st.events_in += 1;
-        *st.by_status.entry(out.status).or_default() += 1;
+        let c = &mut self.counters;
+        c.events_in += 1;
+        c.status[out.status as usize] += 1;
         if let Some(r) = &out.rejection {
-            *st.by_reason.entry(r.reason).or_default() += 1;
-        }
-        for d in &out.deliveries {
-            *st.by_route.entry(d.route.clone()).or_default() += 1;
+            c.reason[r.reason as usize] += 1;
         }
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let statuses = [
+            Status::Routed,
+            Status::Duplicate,
+            Status::Stale,
+            Status::DeadLetter,
+        ];
+        Stats {
+            events_in: c.events_in,
+            by_status: statuses
+                .iter()
+                .map(|&s| (s, c.status[s as usize]))
+                .collect(),
+            by_reason: Reason::ALL
+                .iter()
+                .filter(|&&r| c.reason[r as usize] > 0)
+                .map(|&r| (r, c.reason[r as usize]))
+                .collect(),
+            by_route: self
+                .routes
+                .iter()
+                .zip(&c.route)
+                .filter(|(_, &n)| n > 0)
+                .map(|(r, &n)| (r.name.clone(), n))
+                .collect(),
+        }
     }
 
     pub fn memory(&self) -> Vec<RouteMemory> {
@@ -698,6 +732,7 @@ impl Pipeline {
             if let (Some(s), Some((key, version))) = (&mut r.stale, c.stale) {
                 s.guard.observe(key, version, now_ms);
             }
+            self.counters.route[c.route] += 1;
             out.deliveries.push(Delivery {
                 route: r.name.clone(),
                 subject: c.subject,

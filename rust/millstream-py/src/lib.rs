@@ -119,7 +119,7 @@ impl CoreRouter {
 
     /// Counters since the router was built: events in, per status, per reason, per route.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let st = self.lock().stats().clone();
+        let st = self.lock().stats();
         let d = PyDict::new(py);
         d.set_item("events_in", st.events_in)?;
         let by_status = PyDict::new(py);
