@@ -115,6 +115,20 @@ impl Rejection {
     }
 }
 
+/// Cut a dead-letter detail to at most `max` bytes (on a char boundary), marking the cut, so
+/// a hostile payload cannot make its own dead letter huge.
+pub fn truncate_detail(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.reason, self.detail)
@@ -134,4 +148,17 @@ pub enum PlanError {
     Predicate { route: String, detail: String },
     #[error("{at}: {detail}")]
     Invalid { at: String, detail: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_are_cut_on_char_boundaries() {
+        assert_eq!(truncate_detail("short".into(), 10), "short");
+        assert_eq!(truncate_detail("abcdefghijkl".into(), 10), "abcdefg...");
+        let cut = truncate_detail("ééééééé".into(), 8);
+        assert!(cut.len() <= 8 && cut.ends_with("..."), "{cut}");
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::error::{PlanError, Reason, Rejection};
+use crate::error::{truncate_detail, PlanError, Reason, Rejection};
 use crate::json::{lookup, Found, Json, Obj, Scalar};
 use crate::plan::{FieldSpec, FieldType, Many2onePart, Profile, TimestampFormat, UnitEntry};
 use crate::template::Template;
@@ -304,16 +304,7 @@ fn float<'e>(x: f64) -> Result<Json<'e>, Rejection> {
 }
 
 fn shown(v: &Json<'_>) -> String {
-    let mut shown = v.to_value().to_string();
-    if shown.len() > 64 {
-        let mut end = 61;
-        while !shown.is_char_boundary(end) {
-            end -= 1;
-        }
-        shown.truncate(end);
-        shown.push_str("...");
-    }
-    shown
+    truncate_detail(v.to_value().to_string(), 64)
 }
 
 fn mismatch(v: &Json<'_>, ty: &str) -> Rejection {

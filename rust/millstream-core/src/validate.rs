@@ -6,6 +6,7 @@
 use jsonschema::Validator;
 use serde_json::Value;
 
+use crate::error::truncate_detail;
 use crate::json::{Doc, Json};
 
 pub struct SchemaCheck {
@@ -36,16 +37,7 @@ impl SchemaCheck {
                 } else {
                     path
                 };
-                let mut msg = e.to_string();
-                if msg.len() > 300 {
-                    let mut end = 297;
-                    while !msg.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    msg.truncate(end);
-                    msg.push_str("...");
-                }
-                Err(format!("{path}: {msg}"))
+                Err(format!("{path}: {}", truncate_detail(e.to_string(), 300)))
             }
         }
     }
