@@ -164,3 +164,31 @@ def test_routes_table_cells_line_up_with_headers() -> None:
         assert columns["delivery"][i] == r.delivery
         assert columns["destination"][i] == r.to
         assert columns["when"][i] == (r.when or "-")
+
+
+def test_example_config_has_no_warnings() -> None:
+    from millstream.config import config_warnings
+
+    assert config_warnings(load_config(EXAMPLES / "manufacturing.yaml")) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "warning"),
+    [
+        (
+            'subjects: ["mes.*.telemetry"]',
+            'subjects: ["mes.*.telemetry", "odoo.*"]',
+            "sources 'mes' and 'odoo_quality' overlap",
+        ),
+        ('to: "alerts.quality"', 'to: "mes.{hold_id}.telemetry"', "events would loop"),
+    ],
+    ids=["overlapping_sources", "route_loops_into_a_source"],
+)
+def test_check_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, warning: str
+) -> None:
+    path = tmp_path / "plant.yaml"
+    path.write_text(MINI.replace(old, new))
+    assert main(["check", str(path)]) == 0
+    assert warning in capsys.readouterr().err
+    assert main(["check", "--strict", str(path)]) == 1

@@ -14,6 +14,7 @@ from millstream.errors import MillstreamError
 
 
 def _check(args: argparse.Namespace) -> int:
+    from millstream.config import config_warnings
     from millstream.describe import routes_table, sources_table
     from millstream.router import Router
 
@@ -25,6 +26,11 @@ def _check(args: argparse.Namespace) -> int:
         out = Console(width=200)
     out.print(sources_table(router.config))
     out.print(routes_table(router.config))
+    warnings = config_warnings(router.config)
+    for w in warnings:
+        print(f"warning: {args.config}: {w}", file=sys.stderr)
+    if warnings and args.strict:
+        return 1
     out.print(f"[green]ok[/green] {args.config}: plan {router.version}")
     return 0
 
@@ -42,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate and compile a config, print its routes")
     check.add_argument("config", help="path to a YAML config")
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 when there are warnings (loops, overlaps)"
+    )
     check.set_defaults(func=_check)
 
     bench = sub.add_parser("bench", help="benchmarks")

@@ -469,6 +469,35 @@ def _resolve_schema_files(config: Config, base_dir: Path, source: str) -> Config
     return config.model_copy(update={"sources": sources})
 
 
+# --- warnings ------------------------------------------------------------------------------
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Legal but probably unintended: overlapping sources (the first one wins) and routes
+    whose destinations a source reads (events would loop through the router)."""
+    out = []
+    for i, a in enumerate(config.sources):
+        for b in config.sources[i + 1 :]:
+            both = [(x, y) for x in a.subjects for y in b.subjects if subjects_overlap(x, y)]
+            if both:
+                x, y = both[0]
+                out.append(
+                    f"sources {a.name!r} and {b.name!r} overlap ({x} / {y}): "
+                    f"{a.name!r} is listed first and takes those events"
+                )
+    for r in config.routes:
+        # Any placeholder can render to any single token.
+        dest = _PLACEHOLDER.sub("*", r.to)
+        for src in config.sources:
+            hit = next((x for x in src.subjects if subjects_overlap(dest, x)), None)
+            if hit is not None:
+                out.append(
+                    f"route {r.name!r} publishes to {r.to!r}, which source {src.name!r} "
+                    f"reads ({hit}): events would loop through the router"
+                )
+    return out
+
+
 # --- compiling -----------------------------------------------------------------------------
 
 
