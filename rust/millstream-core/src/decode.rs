@@ -154,6 +154,7 @@ fn scan_numbers(text: &str) -> Option<Rejection> {
     None
 }
 
+#[derive(Clone, Copy)]
 struct ValueSeed<'c> {
     depth_left: usize,
     big_float: &'c Cell<bool>,
@@ -251,10 +252,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let inner = self.nested()?;
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed {
-            depth_left: inner.depth_left,
-            big_float: inner.big_float,
-        })? {
+        while let Some(v) = seq.next_element_seed(inner)? {
             out.push(v);
         }
         Ok(Json::Arr(out))
@@ -264,10 +262,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         let mut out: Obj<'de> = Vec::with_capacity(16);
         let mut seen: Option<HashSet<Cow<'de, str>>> = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let v = map.next_value_seed(ValueSeed {
-                depth_left: inner.depth_left,
-                big_float: inner.big_float,
-            })?;
+            let v = map.next_value_seed(inner)?;
             let dup = match &mut seen {
                 Some(set) => !set.insert(key.clone()),
                 None if out.len() < LINEAR_DUP_CHECK => out.iter().any(|(k, _)| *k == key),

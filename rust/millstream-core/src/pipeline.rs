@@ -14,7 +14,7 @@ use crate::dedup::{DedupCache, KeyHash};
 use crate::error::{PlanError, Reason, Rejection};
 use crate::json::{lookup, obj_get, Found, Json, Scalar};
 use crate::map::Mapper;
-use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec, Profile};
+use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec};
 use crate::route::{any_match, check_subject_token, Predicate, SubjectPattern};
 use crate::stale::StaleGuard;
 use crate::template::{RenderError, Template};
@@ -107,8 +107,9 @@ impl Outcome {
 struct Source {
     name: Arc<str>,
     patterns: Vec<SubjectPattern>,
-    profile: Profile,
     mapping: usize,
+    // Compiled for this source's profile (Odoo quirks or plain JSON).
+    mapper: Mapper,
     schema: Option<SchemaCheck>,
     uri: Arc<str>,
 }
@@ -117,8 +118,6 @@ struct MappingRt {
     canonical: Arc<str>,
     ce_type: Arc<str>,
     dataschema: Arc<str>,
-    mapper_json: Mapper,
-    mapper_odoo: Mapper,
     schema: SchemaCheck,
     id: Option<Template>,
     subject: Option<Template>,
@@ -250,8 +249,6 @@ impl Pipeline {
                 canonical: m.canonical.as_str().into(),
                 ce_type: m.ce_type.as_str().into(),
                 dataschema: m.dataschema.as_str().into(),
-                mapper_json: Mapper::compile(name, &m.fields, Profile::Json, &spec.units)?,
-                mapper_odoo: Mapper::compile(name, &m.fields, Profile::OdooWebhook, &spec.units)?,
                 schema,
                 id: tmpl(&m.id)?,
                 subject: tmpl(&m.subject)?,
@@ -285,8 +282,13 @@ impl Pipeline {
                     .iter()
                     .map(|p| SubjectPattern::parse(p))
                     .collect(),
-                profile: s.profile,
                 mapping,
+                mapper: Mapper::compile(
+                    &s.mapping,
+                    &spec.mappings[&s.mapping].fields,
+                    s.profile,
+                    &spec.units,
+                )?,
                 schema,
                 uri: s.source_uri.as_str().into(),
             });
@@ -538,11 +540,7 @@ impl Pipeline {
             return fail(Rejection::new(Reason::InternalError, "decoded object lost"));
         };
         let m = &self.mappings[src.mapping];
-        let mapper = match src.profile {
-            Profile::Json => &m.mapper_json,
-            Profile::OdooWebhook => &m.mapper_odoo,
-        };
-        let entity = match mapper.apply(&doc) {
+        let entity = match src.mapper.apply(&doc) {
             Ok(e) => e,
             Err(r) => return fail(r),
         };
