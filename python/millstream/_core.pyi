@@ -2,7 +2,15 @@
 
 from typing import Any, final
 
-__all__ = ["BatchResult", "CoreRouter", "Delivery", "Outcome", "__version__", "reason_codes"]
+__all__ = [
+    "BatchResult",
+    "CoreRouter",
+    "Delivery",
+    "Outcome",
+    "Plane",
+    "__version__",
+    "reason_codes",
+]
 
 __version__: str
 
@@ -83,3 +91,22 @@ class Outcome:
     def route(self) -> str | None: ...
     @property
     def dead_letter_subject(self) -> str | None: ...
+
+@final
+class Plane:
+    """The running data plane: NATS in, pipeline, NATS out, all in Rust on its own tokio
+    runtime. Every method releases the GIL while it waits."""
+
+    def __init__(self, plan_json: str, plane_json: str, threads: int = 1) -> None:
+        """Connect, restore dedup/stale state, subscribe, start routing. Raises
+        `millstream.errors.PlanError` for a bad plan, `PlaneError` when NATS, a stream, a
+        consumer or the state bucket is not there."""
+    def stats(self) -> dict[str, Any]:
+        """Counters, lane depths, latency histograms and connection state."""
+    def drain(self, timeout_s: float) -> dict[str, Any]:
+        """Stop intake, finish queued batches, await PubAcks, ack inputs, save state,
+        disconnect. Idempotent; returns the final stats."""
+    def snapshot(self) -> int:
+        """Save dedup and stale state now; returns the number of keys written."""
+    @property
+    def running(self) -> bool: ...

@@ -64,11 +64,15 @@ impl BuildHasher for PassThrough {
 pub(crate) type HashTable<V> = HashMap<KeyHash, V, PassThrough>;
 
 const TICK_MS: u64 = 10;
+/// The top bit of a slot's tick marks a reserved (not yet committed) key; the other 31 bits
+/// are the time, enough for 248 days of 10 ms ticks.
+const PENDING: u32 = 1 << 31;
+const TICKS: u32 = PENDING - 1;
 
 /// Time in 10 ms ticks since the cache's epoch (its first use), saturating.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
-    epoch_ms: Option<u64>,
+    pub(crate) epoch_ms: Option<u64>,
 }
 
 impl Clock {
@@ -78,7 +82,7 @@ impl Clock {
     pub(crate) fn ticks(&mut self, now_ms: u64) -> u32 {
         let epoch = *self.epoch_ms.get_or_insert(now_ms);
         let t = now_ms.saturating_sub(epoch) / TICK_MS;
-        u32::try_from(t).unwrap_or(u32::MAX)
+        u32::try_from(t).unwrap_or(TICKS).min(TICKS)
     }
 }
 
@@ -133,10 +137,10 @@ impl DedupCache {
     }
 
     fn expired(&self, seen: u32, now: u32) -> bool {
-        now.saturating_sub(seen) >= self.window_ticks
+        now.saturating_sub(seen & TICKS) >= self.window_ticks
     }
 
-    /// True if `key` was remembered within the window before `now_ms`.
+    /// True if `key` was remembered (or is reserved) within the window before `now_ms`.
     pub fn is_duplicate(&mut self, key: KeyHash, now_ms: u64) -> bool {
         let now = self.clock.ticks(now_ms);
         match self.table.get(&key) {
@@ -145,25 +149,79 @@ impl DedupCache {
         }
     }
 
-    /// Remember `key` as seen at `now_ms`. On at-least-once routes the caller does this only
-    /// once the output is acknowledged, so a failed publish does not block a retry.
+    /// Remember `key` as seen at `now_ms` (committed: a best-effort output was handed over).
     pub fn remember(&mut self, key: KeyHash, now_ms: u64) {
+        self.insert(key, now_ms, 0);
+    }
+
+    /// Hold `key` while an at-least-once output is in flight: later copies count as
+    /// duplicates (the first copy is either confirmed or released and redelivered), but a
+    /// snapshot leaves it out, so a crash before the PubAck cannot turn the redelivery
+    /// into a "duplicate" that is acked without an output (decision 6).
+    pub fn reserve(&mut self, key: KeyHash, now_ms: u64) {
+        self.insert(key, now_ms, PENDING);
+    }
+
+    /// The output of a reserved key was acknowledged: it is committed.
+    pub fn confirm(&mut self, key: KeyHash) {
+        if let Some(seen) = self.table.get_mut(&key) {
+            *seen &= TICKS;
+        }
+    }
+
+    fn insert(&mut self, key: KeyHash, now_ms: u64, flag: u32) {
         let now = self.clock.ticks(now_ms);
         if now.saturating_sub(self.last_sweep) >= self.window_ticks {
             self.last_sweep = now;
             let window = self.window_ticks;
             self.table
-                .retain(|_, seen| now.saturating_sub(*seen) < window);
+                .retain(|_, seen| now.saturating_sub(*seen & TICKS) < window);
         }
         if self.table.len() >= self.capacity && !self.table.contains_key(&key) {
-            evict_oldest(&mut self.table, |&t| t);
+            evict_oldest(&mut self.table, |&t| t & TICKS);
         }
-        self.table.insert(key, now);
+        self.table.insert(key, now | flag);
     }
 
     /// Forget `key`, e.g. when its output failed.
     pub fn forget(&mut self, key: KeyHash) {
         self.table.remove(&key);
+    }
+
+    /// Committed keys with the Unix millisecond they were seen at (reserved ones are left
+    /// out), for a snapshot that survives a restart.
+    pub fn export(&self) -> Vec<(KeyHash, u64)> {
+        let Some(epoch) = self.clock.epoch_ms else {
+            return Vec::new();
+        };
+        self.table
+            .iter()
+            .filter(|(_, &seen)| seen & PENDING == 0)
+            .map(|(k, &seen)| (*k, epoch + u64::from(seen) * TICK_MS))
+            .collect()
+    }
+
+    /// Load keys from a snapshot; ones already outside the window at `now_ms` are skipped.
+    /// Each keeps its original time, so its window ends when it would have without a restart.
+    pub fn import(&mut self, keys: &[(KeyHash, u64)], now_ms: u64) -> usize {
+        let window_ms = u64::from(self.window_ticks) * TICK_MS;
+        let live = || {
+            keys.iter()
+                .filter(move |(_, seen)| *seen <= now_ms && seen + window_ms > now_ms)
+        };
+        if self.clock.epoch_ms.is_none() {
+            self.clock.epoch_ms = live().map(|(_, seen)| *seen).min();
+        }
+        let mut loaded = 0;
+        for &(key, seen_ms) in live() {
+            if self.table.len() >= self.capacity {
+                break;
+            }
+            let t = self.clock.ticks(seen_ms);
+            self.table.insert(key, t);
+            loaded += 1;
+        }
+        loaded
     }
 
     pub fn len(&self) -> usize {
@@ -230,6 +288,39 @@ mod tests {
                 "capacity {cap}: {per_key:.1} bytes per key"
             );
         }
+    }
+
+    #[test]
+    fn reserved_keys_are_duplicates_but_not_snapshotted_until_confirmed() {
+        let mut c = DedupCache::new(60_000, 100);
+        let (a, b) = (KeyHash::of("a"), KeyHash::of("b"));
+        c.reserve(a, 1_000);
+        c.remember(b, 1_000);
+        assert!(c.is_duplicate(a, 1_010));
+        assert_eq!(c.export(), vec![(b, 1_000)]);
+        c.confirm(a);
+        let mut keys = c.export();
+        keys.sort_by_key(|(k, _)| k.as_u128());
+        assert_eq!(keys.len(), 2);
+        c.reserve(KeyHash::of("c"), 2_000);
+        c.forget(KeyHash::of("c"));
+        assert!(!c.is_duplicate(KeyHash::of("c"), 2_010));
+    }
+
+    #[test]
+    fn import_restores_the_window_from_the_original_time() {
+        let mut c = DedupCache::new(60_000, 100);
+        let (a, b) = (KeyHash::of("a"), KeyHash::of("b"));
+        c.remember(a, 1_000_000);
+        c.remember(b, 1_050_000);
+        let snap = c.export();
+        let mut d = DedupCache::new(60_000, 100);
+        // restarted 20 s after b was seen: a (70 s old) is past the window, b is not
+        assert_eq!(d.import(&snap, 1_070_000), 1);
+        assert!(d.is_duplicate(b, 1_070_000));
+        assert!(!d.is_duplicate(a, 1_070_000));
+        // b's window still ends 60 s after it was first seen
+        assert!(!d.is_duplicate(b, 1_110_000));
     }
 
     #[test]

@@ -33,12 +33,14 @@ pub enum Reason {
     PredicateError,
     SubjectRejected,
     KeyMissing,
+    // delivery: an at-least-once output was refused or unacknowledged after the last attempt
+    OutputFailed,
     // a bug in Millstream, never the sender's fault; caught so it cannot crash the router
     InternalError,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::TooLarge,
         Reason::EmptyDocument,
         Reason::InvalidUtf8,
@@ -61,6 +63,7 @@ impl Reason {
         Reason::PredicateError,
         Reason::SubjectRejected,
         Reason::KeyMissing,
+        Reason::OutputFailed,
         Reason::InternalError,
     ];
 
@@ -88,6 +91,7 @@ impl Reason {
             Reason::PredicateError => "predicate_error",
             Reason::SubjectRejected => "subject_rejected",
             Reason::KeyMissing => "key_missing",
+            Reason::OutputFailed => "output_failed",
             Reason::InternalError => "internal_error",
         }
     }

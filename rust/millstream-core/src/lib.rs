@@ -10,6 +10,7 @@ pub mod json;
 pub mod map;
 pub mod pipeline;
 pub mod plan;
+pub mod plane;
 pub mod route;
 pub mod stale;
 pub mod template;

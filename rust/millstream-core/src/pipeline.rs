@@ -55,6 +55,8 @@ pub struct CeAttributes {
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub route: Arc<str>,
+    /// The route's position in the plan, for `confirm`/`release`.
+    pub route_ix: usize,
     pub subject: String,
     pub lane: Lane,
     pub mode: DeliveryMode,
@@ -146,6 +148,49 @@ struct Route {
     to: Template,
     dedup: Option<Dedup>,
     stale: Option<Stale>,
+    /// Identifies what the route's dedup and stale state mean (keys, window), so a snapshot
+    /// taken under a different definition is not restored into it.
+    fingerprint: u64,
+}
+
+/// One route's dedup and stale state, for a snapshot that survives a restart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteState {
+    pub route: String,
+    pub fingerprint: u64,
+    pub dedup: Vec<(KeyHash, u64)>,
+    pub stale: Vec<(KeyHash, i64, u64)>,
+}
+
+/// What ingest needs to know about a subject before the pipeline sees the event: its lane
+/// (the most critical of the routes that can take it) and whether every such route is
+/// best effort (only then may an overloaded lane shed it). Cheap to clone into each task.
+#[derive(Clone)]
+pub struct Classifier {
+    sources: Arc<Vec<(Vec<SubjectPattern>, Arc<str>)>>,
+    routes: Arc<Vec<RouteClass>>,
+}
+
+/// A route as ingest sees it: subject patterns, canonical types, lane, delivery.
+type RouteClass = (Vec<SubjectPattern>, Vec<String>, Lane, DeliveryMode);
+
+impl Classifier {
+    pub fn classify(&self, subject: &str) -> (Lane, bool) {
+        let Some((_, ce_type)) = self.sources.iter().find(|(p, _)| any_match(p, subject)) else {
+            return (Lane::Standard, true);
+        };
+        let mut lane = None;
+        let mut shed_ok = true;
+        for (patterns, types, l, mode) in self.routes.iter() {
+            if any_match(patterns, subject)
+                && (types.is_empty() || types.iter().any(|t| **t == **ce_type))
+            {
+                lane = lane.max(Some(*l));
+                shed_ok &= *mode == DeliveryMode::BestEffort;
+            }
+        }
+        (lane.unwrap_or(Lane::Standard), shed_ok)
+    }
 }
 
 /// Counters since the pipeline was built (a snapshot; see `Pipeline::stats`).
@@ -304,7 +349,24 @@ impl Pipeline {
                     })?,
                 ),
             };
+            let fingerprint = {
+                let mut h = Xxh3::new();
+                for part in [
+                    r.dedup.as_ref().map(|d| d.key.as_str()).unwrap_or(""),
+                    &r.dedup
+                        .as_ref()
+                        .map(|d| d.window.to_string())
+                        .unwrap_or_default(),
+                    r.stale.as_ref().map(|s| s.key.as_str()).unwrap_or(""),
+                    r.stale.as_ref().map(|s| s.version.as_str()).unwrap_or(""),
+                ] {
+                    h.update(part.as_bytes());
+                    h.update(&[0]);
+                }
+                h.digest()
+            };
             routes.push(Route {
+                fingerprint,
                 name: r.name.as_str().into(),
                 patterns: r
                     .subjects
@@ -482,6 +544,75 @@ impl Pipeline {
                 stale_bytes: r.stale.as_ref().map_or(0, |s| s.guard.memory_bytes()),
             })
             .collect()
+    }
+
+    /// An at-least-once output was acknowledged: commit its dedup key.
+    pub fn confirm(&mut self, route_ix: usize, dedup_id: u128) {
+        if let Some(d) = self.routes.get_mut(route_ix).and_then(|r| r.dedup.as_mut()) {
+            d.cache.confirm(KeyHash(dedup_id.to_le_bytes()));
+        }
+    }
+
+    /// An at-least-once output failed: release its dedup key so the redelivery is not
+    /// mistaken for a duplicate.
+    pub fn release(&mut self, route_ix: usize, dedup_id: u128) {
+        if let Some(d) = self.routes.get_mut(route_ix).and_then(|r| r.dedup.as_mut()) {
+            d.cache.forget(KeyHash(dedup_id.to_le_bytes()));
+        }
+    }
+
+    /// Committed dedup keys and stale versions of every route that keeps state.
+    pub fn export_state(&self) -> Vec<RouteState> {
+        self.routes
+            .iter()
+            .filter(|r| r.dedup.is_some() || r.stale.is_some())
+            .map(|r| RouteState {
+                route: r.name.to_string(),
+                fingerprint: r.fingerprint,
+                dedup: r
+                    .dedup
+                    .as_ref()
+                    .map(|d| d.cache.export())
+                    .unwrap_or_default(),
+                stale: r
+                    .stale
+                    .as_ref()
+                    .map(|s| s.guard.export())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Restore one route's state; `None` when no route of that name has the same
+    /// definition (a renamed route, or changed keys or window, starts empty).
+    pub fn import_state(&mut self, state: &RouteState, now_ms: u64) -> Option<(usize, usize)> {
+        let r = self
+            .routes
+            .iter_mut()
+            .find(|r| *r.name == *state.route && r.fingerprint == state.fingerprint)?;
+        let d = r
+            .dedup
+            .as_mut()
+            .map_or(0, |d| d.cache.import(&state.dedup, now_ms));
+        let s = r.stale.as_mut().map_or(0, |s| s.guard.import(&state.stale));
+        Some((d, s))
+    }
+
+    pub fn classifier(&self) -> Classifier {
+        Classifier {
+            sources: Arc::new(
+                self.sources
+                    .iter()
+                    .map(|s| (s.patterns.clone(), self.mappings[s.mapping].ce_type.clone()))
+                    .collect(),
+            ),
+            routes: Arc::new(
+                self.routes
+                    .iter()
+                    .map(|r| (r.patterns.clone(), r.types.clone(), r.lane, r.mode))
+                    .collect(),
+            ),
+        }
     }
 
     pub fn route_names(&self) -> Vec<Arc<str>> {
@@ -715,6 +846,7 @@ impl Pipeline {
             }
             if let (Some(d), Some(key)) = (&mut r.dedup, c.dedup) {
                 if d.cache.is_duplicate(key, now_ms) {
+                    // (a reserved key counts: its first copy is still in flight)
                     out.skipped.push(Skip {
                         route: r.name.clone(),
                         status: Status::Duplicate,
@@ -725,7 +857,11 @@ impl Pipeline {
                     });
                     continue;
                 }
-                d.cache.remember(key, now_ms);
+                match r.mode {
+                    DeliveryMode::BestEffort => d.cache.remember(key, now_ms),
+                    // committed by `confirm` once the output's PubAck arrives
+                    DeliveryMode::AtLeastOnce => d.cache.reserve(key, now_ms),
+                }
             }
             if let (Some(s), Some((key, version))) = (&mut r.stale, c.stale) {
                 s.guard.observe(key, version, now_ms);
@@ -733,6 +869,7 @@ impl Pipeline {
             self.counters.route[c.route] += 1;
             out.deliveries.push(Delivery {
                 route: r.name.clone(),
+                route_ix: c.route,
                 subject: c.subject,
                 lane: r.lane,
                 mode: r.mode,

@@ -416,12 +416,80 @@ fn reason_codes() -> Vec<&'static str> {
     Reason::ALL.iter().map(|r| r.as_str()).collect()
 }
 
+/// The running data plane: NATS in, pipeline, NATS out, all in Rust on its own tokio
+/// runtime. Every method releases the GIL while it waits.
+#[pyclass(frozen, module = "millstream._core")]
+struct Plane {
+    inner: Mutex<millstream_core::plane::Plane>,
+}
+
+impl Plane {
+    fn lock(&self) -> MutexGuard<'_, millstream_core::plane::Plane> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn json_to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<Py<PyAny>> {
+    let text = v.to_string();
+    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+}
+
+#[pymethods]
+impl Plane {
+    /// Connect to NATS, restore dedup/stale state, subscribe and start routing.
+    /// `threads`: workers for the pipeline's stateless stages (1 leaves the other core to
+    /// nats-server and the NATS client).
+    #[new]
+    #[pyo3(signature = (plan_json, plane_json, threads=1))]
+    fn new(py: Python<'_>, plan_json: &str, plane_json: &str, threads: usize) -> PyResult<Self> {
+        let pipeline = Pipeline::from_json(plan_json)
+            .and_then(|p| p.with_threads(threads))
+            .map_err(|e| py_error(py, "PlanError", e.to_string()))?;
+        let spec: millstream_core::plane::PlaneSpec = serde_json::from_str(plane_json)
+            .map_err(|e| py_error(py, "PlaneError", format!("bad data-plane spec: {e}")))?;
+        let plane = py
+            .detach(move || millstream_core::plane::Plane::start(pipeline, spec))
+            .map_err(|e| py_error(py, "PlaneError", e.to_string()))?;
+        Ok(Plane {
+            inner: Mutex::new(plane),
+        })
+    }
+
+    /// Counters, lane depths, latency histograms and connection state (a fresh dict).
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let v = py.detach(|| self.lock().stats());
+        json_to_py(py, &v)
+    }
+
+    /// Stop intake, finish queued batches, await PubAcks, ack inputs, save state,
+    /// disconnect. Idempotent; returns the final stats.
+    fn drain(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Py<PyAny>> {
+        let timeout = std::time::Duration::from_secs_f64(timeout_s.max(0.0));
+        let v = py
+            .detach(|| self.lock().drain(timeout))
+            .map_err(|e| py_error(py, "PlaneError", e.to_string()))?;
+        json_to_py(py, &v)
+    }
+
+    /// Save dedup and stale state now; returns the number of keys written.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| self.lock().snapshot())
+            .map_err(|e| py_error(py, "PlaneError", e.to_string()))
+    }
+
+    #[getter]
+    fn running(&self) -> bool {
+        self.lock().running()
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreRouter>()?;
     m.add_class::<BatchResult>()?;
     m.add_class::<Outcome>()?;
     m.add_class::<Delivery>()?;
+    m.add_class::<Plane>()?;
     m.add_function(wrap_pyfunction!(reason_codes, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

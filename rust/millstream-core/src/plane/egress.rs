@@ -1,0 +1,360 @@
+//! Egress: canonical events to core NATS (best effort) or JetStream (at least once, inside
+//! the client's bounded PubAck window), dead letters to their stream, and the input ack that
+//! waits for all of them (decisions 5, 6, 7).
+//!
+//! Output messages use the CloudEvents NATS binding in binary mode: `ce-` headers with
+//! percent-encoded values, the canonical entity as the JSON body.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::AckKind;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use super::lanes::{ix, Inbound};
+use super::Shared;
+use crate::pipeline::{CeAttributes, Outcome, Status};
+use crate::plan::DeliveryMode;
+use crate::{Reason, Rejection};
+
+/// What the CloudEvents HTTP/NATS bindings require escaping in a header value: controls
+/// (a CR/LF would end the header), `%` itself, and (by `utf8_percent_encode`) all non-ASCII.
+const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b'%').add(b'"');
+
+fn enc(v: &str) -> String {
+    utf8_percent_encode(v, HEADER_VALUE).to_string()
+}
+
+fn ce_headers(a: &CeAttributes, route: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("ce-specversion", "1.0");
+    h.insert("ce-id", enc(&a.id).as_str());
+    h.insert("ce-source", enc(&a.source).as_str());
+    h.insert("ce-type", enc(&a.ce_type).as_str());
+    h.insert("ce-dataschema", enc(&a.dataschema).as_str());
+    if let Some(t) = &a.time {
+        h.insert("ce-time", enc(t).as_str());
+    }
+    if let Some(s) = &a.subject {
+        h.insert("ce-subject", enc(s).as_str());
+    }
+    if let Some(p) = &a.partitionkey {
+        h.insert("ce-partitionkey", enc(p).as_str());
+    }
+    h.insert("content-type", "application/json");
+    h.insert("Millstream-Route", enc(route).as_str());
+    h
+}
+
+/// One acknowledgement an input waits for.
+enum Pending {
+    Output {
+        ack: PublishAckFuture,
+        route_ix: usize,
+        dedup_id: Option<u128>,
+    },
+    Refused {
+        route_ix: usize,
+        dedup_id: Option<u128>,
+        error: String,
+    },
+    DeadLetter(Result<PublishAckFuture, String>),
+}
+
+/// Hand one processed event to its outputs; the input is acked now if nothing needs a
+/// PubAck, else by a task once every PubAck is in.
+pub(crate) async fn dispatch(shared: &Arc<Shared>, msg: Inbound, out: Outcome) {
+    let m = &shared.metrics;
+    for s in &out.skipped {
+        if let Some(r) = shared.route_ix.get(&s.route).and_then(|&i| m.route(i)) {
+            match s.status {
+                Status::Stale => r.stale.fetch_add(1, Relaxed),
+                _ => r.duplicate.fetch_add(1, Relaxed),
+            };
+        }
+    }
+    let mut pending = Vec::new();
+    if let (Status::Routed, Some(attrs)) = (out.status, &out.attributes) {
+        let data = Bytes::from(out.data);
+        for d in &out.deliveries {
+            let headers = ce_headers(attrs, &d.route);
+            match d.mode {
+                DeliveryMode::BestEffort => {
+                    match shared
+                        .client
+                        .publish_with_headers(d.subject.clone(), headers, data.clone())
+                        .await
+                    {
+                        Ok(()) => {
+                            m.published.fetch_add(1, Relaxed);
+                            if let Some(r) = m.route(d.route_ix) {
+                                r.out.fetch_add(1, Relaxed);
+                            }
+                        }
+                        Err(e) => {
+                            m.outputs_failed.fetch_add(1, Relaxed);
+                            if let Some(r) = m.route(d.route_ix) {
+                                r.failed.fetch_add(1, Relaxed);
+                            }
+                            m.error(format!("publish {}: {e}", d.subject));
+                        }
+                    }
+                }
+                DeliveryMode::AtLeastOnce => {
+                    // Unique per route: two routes may share an output stream, and JetStream
+                    // deduplicates by id per stream. A redelivered input renders the same id.
+                    let publish = PublishMessage::build()
+                        .payload(data.clone())
+                        .headers(headers)
+                        .message_id(enc(&format!("{}@{}", attrs.id, d.route)));
+                    m.published.fetch_add(1, Relaxed);
+                    pending.push(
+                        match shared.js.send_publish(d.subject.clone(), publish).await {
+                            Ok(ack) => Pending::Output {
+                                ack,
+                                route_ix: d.route_ix,
+                                dedup_id: d.dedup_id,
+                            },
+                            Err(e) => Pending::Refused {
+                                route_ix: d.route_ix,
+                                dedup_id: d.dedup_id,
+                                error: e.to_string(),
+                            },
+                        },
+                    );
+                }
+            }
+        }
+    } else if let Some(rejection) = &out.rejection {
+        if let Some(r) = out
+            .route
+            .as_ref()
+            .and_then(|n| shared.route_ix.get(n))
+            .and_then(|&i| m.route(i))
+        {
+            r.dead_letter.fetch_add(1, Relaxed);
+        }
+        let route = out.route.as_deref();
+        let source = out.source.as_deref();
+        pending.push(Pending::DeadLetter(
+            dead_letter(shared, &msg, rejection, route, source).await,
+        ));
+    }
+    if pending.is_empty() {
+        finish(shared, msg).await;
+        return;
+    }
+    let shared2 = shared.clone();
+    let source = out.source.clone();
+    shared
+        .inflight
+        .spawn(async move { complete(shared2, msg, pending, source).await });
+}
+
+/// The pass-through relay (benchmark ceiling): same ingest, lanes and acks, no stages.
+pub(crate) async fn relay(shared: &Arc<Shared>, msg: Inbound) {
+    let subject = format!("passthrough.{}", msg.subject);
+    match shared.client.publish(subject, msg.payload.clone()).await {
+        Ok(()) => {
+            shared.metrics.relayed.fetch_add(1, Relaxed);
+        }
+        Err(e) => shared.metrics.error(format!("relay: {e}")),
+    }
+    finish(shared, msg).await;
+}
+
+/// Everything the event needed is acknowledged: ack its input, record its latency.
+async fn finish(shared: &Shared, msg: Inbound) {
+    if let Some(acker) = &msg.acker {
+        if let Err(e) = acker.ack().await {
+            // The ack is lost only if the connection is: JetStream redelivers after
+            // ack_wait, and the output's message id makes the second publish a no-op.
+            shared.metrics.error(format!("ack: {e}"));
+        } else {
+            shared.metrics.acked.fetch_add(1, Relaxed);
+        }
+    }
+    shared.metrics.lanes[ix(msg.lane)].observe(msg.received.elapsed());
+}
+
+async fn complete(
+    shared: Arc<Shared>,
+    msg: Inbound,
+    pending: Vec<Pending>,
+    source: Option<Arc<str>>,
+) {
+    let m = &shared.metrics;
+    let mut errors: Vec<String> = Vec::new();
+    let mut settled: Vec<(usize, u128, bool)> = Vec::new();
+    for p in pending {
+        match p {
+            Pending::Output {
+                ack,
+                route_ix,
+                dedup_id,
+            } => {
+                let ok = match ack.await {
+                    Ok(_) => {
+                        m.outputs_acked.fetch_add(1, Relaxed);
+                        if let Some(r) = m.route(route_ix) {
+                            r.out.fetch_add(1, Relaxed);
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        errors.push(format!("route {route_ix}: {e}"));
+                        false
+                    }
+                };
+                if let Some(id) = dedup_id {
+                    settled.push((route_ix, id, ok));
+                }
+                if !ok {
+                    m.outputs_failed.fetch_add(1, Relaxed);
+                    if let Some(r) = m.route(route_ix) {
+                        r.failed.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            Pending::Refused {
+                route_ix,
+                dedup_id,
+                error,
+            } => {
+                m.outputs_failed.fetch_add(1, Relaxed);
+                if let Some(r) = m.route(route_ix) {
+                    r.failed.fetch_add(1, Relaxed);
+                }
+                if let Some(id) = dedup_id {
+                    settled.push((route_ix, id, false));
+                }
+                errors.push(error);
+            }
+            Pending::DeadLetter(ack) => {
+                let r = match ack {
+                    Ok(f) => f.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(()) => {
+                        m.dead_letters.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        m.dead_letter_failed.fetch_add(1, Relaxed);
+                        errors.push(format!("dead letter: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    if !settled.is_empty() {
+        let mut p = shared.pipeline();
+        for (route_ix, id, ok) in settled {
+            if ok {
+                p.confirm(route_ix, id);
+            } else {
+                p.release(route_ix, id);
+            }
+        }
+    }
+    if errors.is_empty() {
+        finish(&shared, msg).await;
+        return;
+    }
+    let detail = errors.join("; ");
+    m.error(detail.clone());
+    let last_try = msg
+        .retry
+        .as_ref()
+        .is_none_or(|r| msg.delivered >= r.max_deliver);
+    if !last_try {
+        if let (Some(acker), Some(retry)) = (&msg.acker, &msg.retry) {
+            let i = usize::try_from(msg.delivered - 1).unwrap_or(0);
+            let delay = retry
+                .backoff_ms
+                .get(i)
+                .or(retry.backoff_ms.last())
+                .copied()
+                .unwrap_or(1000);
+            m.naks.fetch_add(1, Relaxed);
+            let _ = acker
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(delay))))
+                .await;
+            return;
+        }
+    }
+    // The last delivery, or a core NATS input that cannot be redelivered: keep the event as
+    // a dead letter so it can be replayed once the output is back.
+    let rejection = Rejection::new(
+        Reason::OutputFailed,
+        format!("after {} deliveries: {detail}", msg.delivered),
+    );
+    let kept = match dead_letter(&shared, &msg, &rejection, None, source.as_deref()).await {
+        Ok(f) => f.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match kept {
+        Ok(()) => {
+            m.dead_letters.fetch_add(1, Relaxed);
+            finish(&shared, msg).await;
+        }
+        Err(e) => {
+            // Nowhere safe to put it: leave it unacked in its stream (redelivered later).
+            m.dead_letter_failed.fetch_add(1, Relaxed);
+            m.error(format!("dead letter: {e}"));
+            if let Some(acker) = &msg.acker {
+                m.naks.fetch_add(1, Relaxed);
+                let _ = acker
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Publish the original payload to `<prefix>.<reason>` with headers that say why.
+async fn dead_letter(
+    shared: &Shared,
+    msg: &Inbound,
+    rejection: &Rejection,
+    route: Option<&str>,
+    source: Option<&str>,
+) -> Result<PublishAckFuture, String> {
+    let mut h = HeaderMap::new();
+    h.insert("Millstream-Reason", rejection.reason.as_str());
+    h.insert("Millstream-Detail", enc(&rejection.detail).as_str());
+    if let Some(r) = route {
+        h.insert("Millstream-Route", enc(r).as_str());
+    }
+    if let Some(s) = source {
+        h.insert("Millstream-Source", enc(s).as_str());
+    }
+    h.insert("Millstream-Subject", enc(&msg.subject).as_str());
+    h.insert("Millstream-Config-Version", shared.config_version.as_str());
+    h.insert("Millstream-Attempt", msg.delivered.to_string().as_str());
+    h.insert(
+        "Millstream-Time",
+        Utc::now()
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+            .as_str(),
+    );
+    let subject = format!(
+        "{}.{}",
+        shared.dead_letter_prefix,
+        rejection.reason.as_str()
+    );
+    let publish = PublishMessage::build()
+        .payload(msg.payload.clone())
+        .headers(h);
+    shared
+        .js
+        .send_publish(subject, publish)
+        .await
+        .map_err(|e| e.to_string())
+}

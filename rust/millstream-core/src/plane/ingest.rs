@@ -1,0 +1,181 @@
+//! Ingest: core NATS subscriptions (optionally in a queue group, for scale-out) and
+//! JetStream pull consumers with batched fetch. Each event is classified into its lane here,
+//! from its subject alone, so the worker never waits behind a less critical lane.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::lanes::{Inbound, LaneSenders, Retry};
+use super::metrics::Metrics;
+use super::{InputSpec, PlaneError};
+use crate::pipeline::Classifier;
+use crate::plan::Lane;
+
+/// Subjects repeat (one per machine or Odoo model): remember each one's lane.
+struct Lanes {
+    classifier: Classifier,
+    cache: HashMap<String, (Lane, bool)>,
+}
+
+impl Lanes {
+    fn of(&mut self, subject: &str) -> (Lane, bool) {
+        if let Some(&c) = self.cache.get(subject) {
+            return c;
+        }
+        let c = self.classifier.classify(subject);
+        if self.cache.len() >= 65_536 {
+            self.cache.clear();
+        }
+        self.cache.insert(subject.to_owned(), c);
+        c
+    }
+}
+
+pub(crate) async fn start(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    inputs: &[InputSpec],
+    senders: &LaneSenders,
+    classifier: &Classifier,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<JoinHandle<()>>, PlaneError> {
+    let mut tasks = Vec::new();
+    for input in inputs {
+        let err = |detail: String| PlaneError::Input {
+            source_name: input.source.clone(),
+            detail,
+        };
+        let lanes = || Lanes {
+            classifier: classifier.clone(),
+            cache: HashMap::new(),
+        };
+        match &input.jetstream {
+            None => {
+                for subject in &input.subjects {
+                    let sub = match &input.queue_group {
+                        Some(q) => client.queue_subscribe(subject.clone(), q.clone()).await,
+                        None => client.subscribe(subject.clone()).await,
+                    }
+                    .map_err(|e| err(format!("subscribe {subject}: {e}")))?;
+                    tasks.push(tokio::spawn(core_loop(
+                        sub,
+                        senders.clone(),
+                        lanes(),
+                        metrics.clone(),
+                    )));
+                }
+            }
+            Some(j) => {
+                let stream = js
+                    .get_stream(&j.stream)
+                    .await
+                    .map_err(|e| err(format!("stream {}: {e}", j.stream)))?;
+                let consumer: PullConsumer = stream
+                    .get_consumer(&j.durable)
+                    .await
+                    .map_err(|e| err(format!("consumer {} on {}: {e}", j.durable, j.stream)))?;
+                let retry = Arc::new(Retry {
+                    max_deliver: j.max_deliver.max(1),
+                    backoff_ms: j.backoff_ms.clone(),
+                });
+                tasks.push(tokio::spawn(pull_loop(
+                    consumer,
+                    j.batch.max(1),
+                    retry,
+                    senders.clone(),
+                    lanes(),
+                    metrics.clone(),
+                )));
+            }
+        }
+    }
+    Ok(tasks)
+}
+
+async fn core_loop(
+    mut sub: async_nats::Subscriber,
+    senders: LaneSenders,
+    mut lanes: Lanes,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(msg) = sub.next().await {
+        metrics
+            .received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (lane, may_shed) = lanes.of(&msg.subject);
+        let inbound = Inbound {
+            subject: msg.subject,
+            payload: msg.payload,
+            acker: None,
+            delivered: 1,
+            retry: None,
+            lane,
+            received: Instant::now(),
+        };
+        if !senders.send(inbound, may_shed).await {
+            break;
+        }
+    }
+}
+
+async fn pull_loop(
+    consumer: PullConsumer,
+    batch: usize,
+    retry: Arc<Retry>,
+    senders: LaneSenders,
+    mut lanes: Lanes,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        // A continuous pull: the client keeps `batch` messages requested ahead. Lanes are
+        // bounded, so a slow worker stops the pull and the backlog stays in the stream.
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .messages()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                metrics.error(format!("pull: {e}"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(item) = messages.next().await {
+            let msg = match item {
+                Ok(m) => m,
+                Err(e) => {
+                    // missed heartbeats while the server restarts, and the like: the
+                    // stream re-requests on its own
+                    metrics.error(format!("pull: {e}"));
+                    continue;
+                }
+            };
+            metrics
+                .received
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let delivered = msg.info().map_or(1, |i| i.delivered);
+            let (msg, acker) = msg.split();
+            let (lane, _) = lanes.of(&msg.subject);
+            let inbound = Inbound {
+                subject: msg.subject,
+                payload: msg.payload,
+                acker: Some(acker),
+                delivered,
+                retry: Some(retry.clone()),
+                lane,
+                received: Instant::now(),
+            };
+            if !senders.send(inbound, false).await {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,167 @@
+//! Lanes (decision 5): one bounded queue per business criticality. The worker always takes
+//! from critical first, then standard, then bulk, a whole batch at a time; under overload
+//! the bulk queue fills first and, where every route is best effort, sheds (counted).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::message::Acker;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::metrics::Metrics;
+use super::{egress, LanesSpec, Shared};
+use crate::plan::Lane;
+
+/// One event between ingest and egress.
+pub(crate) struct Inbound {
+    pub subject: async_nats::Subject,
+    pub payload: Bytes,
+    /// JetStream inputs only: acked once every output of the event is acknowledged.
+    pub acker: Option<Acker>,
+    pub delivered: i64,
+    pub retry: Option<Arc<Retry>>,
+    pub lane: Lane,
+    pub received: Instant,
+}
+
+/// How a JetStream input is retried when an output fails.
+pub(crate) struct Retry {
+    pub max_deliver: i64,
+    pub backoff_ms: Vec<u64>,
+}
+
+#[derive(Clone)]
+pub(crate) struct LaneSenders {
+    txs: [mpsc::Sender<Inbound>; 3],
+    metrics: Arc<Metrics>,
+}
+
+pub(crate) struct LaneReceivers {
+    rxs: [mpsc::Receiver<Inbound>; 3],
+    batch: [usize; 3],
+    open: [bool; 3],
+}
+
+/// Index by priority: 0 critical, 1 standard, 2 bulk.
+pub(crate) fn ix(lane: Lane) -> usize {
+    match lane {
+        Lane::Critical => 0,
+        Lane::Standard => 1,
+        Lane::Bulk => 2,
+    }
+}
+
+const LANES: [Lane; 3] = [Lane::Critical, Lane::Standard, Lane::Bulk];
+
+pub(crate) fn channels(spec: &LanesSpec, metrics: Arc<Metrics>) -> (LaneSenders, LaneReceivers) {
+    let mk = |lane| mpsc::channel::<Inbound>(spec.get(lane).queue);
+    let (c, s, b) = (mk(Lane::Critical), mk(Lane::Standard), mk(Lane::Bulk));
+    for lane in LANES {
+        metrics.lanes[ix(lane)].set_capacity(spec.get(lane).queue);
+    }
+    (
+        LaneSenders {
+            txs: [c.0, s.0, b.0],
+            metrics,
+        },
+        LaneReceivers {
+            rxs: [c.1, s.1, b.1],
+            batch: LANES.map(|l| spec.get(l).batch),
+            open: [true; 3],
+        },
+    )
+}
+
+impl LaneSenders {
+    /// Queue an event. A JetStream input (or any event a reliable route needs) waits for
+    /// room, which stops the pull and holds the backlog in the stream; a best-effort event
+    /// finding its lane full is shed and counted. Returns false once the plane is stopping.
+    pub async fn send(&self, msg: Inbound, may_shed: bool) -> bool {
+        let i = ix(msg.lane);
+        let lane = &self.metrics.lanes[i];
+        if may_shed {
+            return match self.txs[i].try_send(msg) {
+                Ok(()) => {
+                    lane.queued();
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    lane.shed();
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            };
+        }
+        if self.txs[i].send(msg).await.is_err() {
+            return false;
+        }
+        lane.queued();
+        true
+    }
+}
+
+impl LaneReceivers {
+    /// The next batch, from the most critical lane that has events. None when every lane
+    /// is closed and empty (drain).
+    async fn recv(&mut self, buf: &mut Vec<Inbound>) -> Option<Lane> {
+        loop {
+            if !self.open.iter().any(|&o| o) {
+                return None;
+            }
+            let [c, s, b] = &mut self.rxs;
+            let (lane, first) = tokio::select! {
+                biased;
+                m = c.recv(), if self.open[0] => (Lane::Critical, m),
+                m = s.recv(), if self.open[1] => (Lane::Standard, m),
+                m = b.recv(), if self.open[2] => (Lane::Bulk, m),
+            };
+            let i = ix(lane);
+            let Some(first) = first else {
+                self.open[i] = false;
+                continue;
+            };
+            buf.push(first);
+            // the rest of the batch: whatever this lane already holds, without waiting
+            while buf.len() < self.batch[i] {
+                match self.rxs[i].try_recv() {
+                    Ok(m) => buf.push(m),
+                    Err(_) => break,
+                }
+            }
+            return Some(lane);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The one task that runs the pipeline: batches in priority order, dedup and stale
+/// decisions in arrival order within a lane.
+pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
+    let mut buf: Vec<Inbound> = Vec::new();
+    while let Some(lane) = lanes.recv(&mut buf).await {
+        let m = &shared.metrics.lanes[ix(lane)];
+        m.taken(buf.len());
+        if shared.passthrough {
+            for msg in buf.drain(..) {
+                egress::relay(&shared, msg).await;
+            }
+            continue;
+        }
+        let outcomes = {
+            let mut p = shared.pipeline();
+            p.process_batch(
+                buf.iter().map(|m| (m.subject.as_str(), m.payload.as_ref())),
+                now_ms(),
+            )
+        };
+        for (msg, out) in buf.drain(..).zip(outcomes) {
+            egress::dispatch(&shared, msg, out).await;
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The data plane (decision 2): events arrive and leave over NATS, in Rust, on a tokio
+//! runtime this module owns. Python starts, drains and stops it through `Plane`.
+//!
+//! ```text
+//! ingest (core subscriptions, JetStream pull consumers)
+//!   -> lanes (bounded queue per lane: critical served first, bulk sheds first)
+//!   -> worker (one task: the pipeline's batch call, in input order)
+//!   -> egress (core publish, JetStream publish with PubAck window, dead letters, input acks)
+//! state: dedup and stale-guard snapshots in a JetStream object store, restored at start.
+//! ```
+
+mod egress;
+mod ingest;
+mod lanes;
+mod metrics;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::pipeline::Pipeline;
+use crate::plan::Lane;
+
+pub use metrics::Metrics;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaneSpec {
+    pub url: String,
+    pub client_name: String,
+    pub inputs: Vec<InputSpec>,
+    pub lanes: LanesSpec,
+    /// Output PubAcks in flight at most (the publish window).
+    pub publish_window: usize,
+    pub state: Option<StateSpec>,
+    /// Skip every stage and relay each input unchanged to `passthrough.<subject>`: the
+    /// ceiling the end-to-end benchmark compares against.
+    #[serde(default)]
+    pub passthrough: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub source: String,
+    pub subjects: Vec<String>,
+    pub queue_group: Option<String>,
+    pub jetstream: Option<JsInputSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsInputSpec {
+    pub stream: String,
+    pub durable: String,
+    pub batch: usize,
+    /// After this many deliveries an event whose output keeps failing becomes a dead letter.
+    pub max_deliver: i64,
+    /// Nak delays by delivery attempt; the last one repeats.
+    pub backoff_ms: Vec<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanesSpec {
+    pub critical: LaneSpec,
+    pub standard: LaneSpec,
+    pub bulk: LaneSpec,
+}
+
+impl LanesSpec {
+    fn get(&self, lane: Lane) -> &LaneSpec {
+        match lane {
+            Lane::Critical => &self.critical,
+            Lane::Standard => &self.standard,
+            Lane::Bulk => &self.bulk,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneSpec {
+    pub queue: usize,
+    pub batch: usize,
+    pub objective_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    pub bucket: String,
+    pub snapshot_every_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error("bad data-plane spec: {0}")]
+    Spec(String),
+    #[error("cannot connect to NATS at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("input {source_name}: {detail}")]
+    Input { source_name: String, detail: String },
+    #[error("state bucket {bucket}: {detail}")]
+    State { bucket: String, detail: String },
+    #[error("data plane: {0}")]
+    Runtime(String),
+}
+
+/// What every task of the plane shares.
+pub(crate) struct Shared {
+    pipeline: Mutex<Pipeline>,
+    metrics: Arc<Metrics>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// Tasks awaiting PubAcks before they ack an input: drain waits for all of them.
+    inflight: TaskTracker,
+    dead_letter_prefix: String,
+    config_version: String,
+    passthrough: bool,
+    route_ix: HashMap<Arc<str>, usize>,
+}
+
+impl Shared {
+    /// The pipeline, even if a task panicked while holding it (the pipeline's own state is
+    /// updated per event under `catch_unwind`, so it stays consistent).
+    fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
+        self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running data plane. Dropping it without `drain` stops it abruptly (inputs that were
+/// not acked are redelivered by JetStream; nothing acked is lost).
+pub struct Plane {
+    runtime: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
+    ingest: Vec<JoinHandle<()>>,
+    worker: Option<JoinHandle<()>>,
+    snapshots: Option<(state::StateStore, JoinHandle<()>)>,
+    final_stats: Option<serde_json::Value>,
+}
+
+impl Plane {
+    /// Connect, restore state, subscribe and start routing.
+    pub fn start(pipeline: Pipeline, spec: PlaneSpec) -> Result<Plane, PlaneError> {
+        for lane in [Lane::Critical, Lane::Standard, Lane::Bulk] {
+            let l = spec.lanes.get(lane);
+            if l.queue == 0 || l.batch == 0 {
+                return Err(PlaneError::Spec(format!(
+                    "lane {}: queue and batch must be at least 1",
+                    lane.as_str()
+                )));
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("millstream-plane")
+            .enable_all()
+            .build()
+            .map_err(|e| PlaneError::Runtime(e.to_string()))?;
+        let metrics = Arc::new(Metrics::new(pipeline.route_names()));
+        let started = runtime.block_on(Self::start_async(pipeline, spec, metrics));
+        match started {
+            Ok((shared, ingest, worker, snapshots)) => Ok(Plane {
+                runtime: Some(runtime),
+                shared,
+                ingest,
+                worker: Some(worker),
+                snapshots,
+                final_stats: None,
+            }),
+            Err(e) => {
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn start_async(
+        pipeline: Pipeline,
+        spec: PlaneSpec,
+        metrics: Arc<Metrics>,
+    ) -> Result<
+        (
+            Arc<Shared>,
+            Vec<JoinHandle<()>>,
+            JoinHandle<()>,
+            Option<(state::StateStore, JoinHandle<()>)>,
+        ),
+        PlaneError,
+    > {
+        let events = metrics.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(&spec.client_name)
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            // Room for bursts between two worker batches; a subscription that still falls
+            // behind is reported by the server as a slow consumer and counted.
+            .subscription_capacity(1 << 16)
+            .client_capacity(1 << 14)
+            .event_callback(move |event| {
+                let m = events.clone();
+                async move { m.on_nats_event(&event) }
+            })
+            .connect(spec.url.as_str())
+            .await
+            .map_err(|e| PlaneError::Connect {
+                url: spec.url.clone(),
+                detail: e.to_string(),
+            })?;
+        metrics.set_connected(true);
+        let js = jetstream::ContextBuilder::new()
+            .max_ack_inflight(spec.publish_window.max(1))
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+
+        let mut pipeline = pipeline;
+        let snapshots = match &spec.state {
+            None => None,
+            Some(s) => {
+                let store = state::StateStore::open(&js, &s.bucket, &pipeline.name).await?;
+                store.restore(&mut pipeline).await?;
+                Some((store, s.snapshot_every_ms))
+            }
+        };
+        let classifier = pipeline.classifier();
+        let route_ix = pipeline
+            .route_names()
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        let shared = Arc::new(Shared {
+            dead_letter_prefix: pipeline.dead_letter.subject_prefix.clone(),
+            config_version: pipeline.version.clone(),
+            pipeline: Mutex::new(pipeline),
+            metrics: metrics.clone(),
+            client: client.clone(),
+            js: js.clone(),
+            inflight: TaskTracker::new(),
+            passthrough: spec.passthrough,
+            route_ix,
+        });
+        let (senders, receivers) = lanes::channels(&spec.lanes, metrics.clone());
+        let ingest =
+            ingest::start(&client, &js, &spec.inputs, &senders, &classifier, &metrics).await?;
+        drop(senders);
+        let worker = tokio::spawn(lanes::worker(shared.clone(), receivers));
+        let snapshots = snapshots.map(|(store, every)| {
+            let task = tokio::spawn(state::every(store.clone(), shared.clone(), every));
+            (store, task)
+        });
+        Ok((shared, ingest, worker, snapshots))
+    }
+
+    /// Counters, lane depths and latency histograms as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        if let Some(s) = &self.final_stats {
+            return s.clone();
+        }
+        let pipeline = self.shared.pipeline().stats();
+        self.shared.metrics.snapshot(&pipeline)
+    }
+
+    pub fn running(&self) -> bool {
+        self.runtime.is_some()
+    }
+
+    /// Save dedup and stale state now; returns how many keys were written.
+    pub fn snapshot(&self) -> Result<usize, PlaneError> {
+        let (Some(rt), Some((store, _))) = (&self.runtime, &self.snapshots) else {
+            return Ok(0);
+        };
+        rt.block_on(store.save(&self.shared))
+    }
+
+    /// Stop intake, finish every queued batch, wait for outstanding PubAcks and ack their
+    /// inputs, save state, flush, disconnect. Idempotent; returns the final stats.
+    pub fn drain(&mut self, timeout: Duration) -> Result<serde_json::Value, PlaneError> {
+        let Some(rt) = self.runtime.take() else {
+            return Ok(self.stats());
+        };
+        let shared = self.shared.clone();
+        let ingest = std::mem::take(&mut self.ingest);
+        let worker = self.worker.take();
+        let snapshots = self.snapshots.take();
+        let result = rt.block_on(async move {
+            // 1. stop intake: the ingest tasks own the lane senders, so ending them closes
+            //    the lanes once what is queued has been taken.
+            for task in &ingest {
+                task.abort();
+            }
+            for task in ingest {
+                let _ = task.await;
+            }
+            let deadline = tokio::time::Instant::now() + timeout;
+            // 2. the worker finishes every queued batch, then stops.
+            if let Some(w) = worker {
+                if tokio::time::timeout_at(deadline, w).await.is_err() {
+                    return Err(PlaneError::Runtime(
+                        "drain timed out while batches were still queued".into(),
+                    ));
+                }
+            }
+            // 3. outstanding PubAcks, then the input acks that wait on them.
+            shared.inflight.close();
+            if tokio::time::timeout_at(deadline, shared.inflight.wait())
+                .await
+                .is_err()
+            {
+                return Err(PlaneError::Runtime(
+                    "drain timed out waiting for PubAcks".into(),
+                ));
+            }
+            // 4. state, then the last bytes to the server.
+            if let Some((store, task)) = snapshots {
+                task.abort();
+                store.save(&shared).await?;
+            }
+            let _ = shared.client.flush().await;
+            Ok(())
+        });
+        self.final_stats = None;
+        let stats = self.stats();
+        self.final_stats = Some(stats.clone());
+        rt.shutdown_timeout(Duration::from_secs(2));
+        result.map(|()| stats)
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
