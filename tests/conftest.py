@@ -16,6 +16,8 @@ EXAMPLES = ROOT / "examples"
 MINI = """
 name: mini
 limits: {max_bytes: 4096, max_depth: 8}
+streams:
+  QUALITY: {subjects: ["quality.>"]}
 units:
   temp:
     degC: {to: degC}

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from millstream import ConfigError, load_config
 from millstream.cli import main
-from millstream.config import compile_plan, parse_config, parse_duration_ms
+from millstream.config import (
+    compile_plan,
+    compile_plane,
+    parse_config,
+    parse_duration_ms,
+    subject_covered,
+    subjects_overlap,
+)
 
 from .conftest import EXAMPLES, MINI
 
@@ -74,6 +83,90 @@ MISTAKES = [
         "max_depth: 8",
         "max_depth: 1000",
         ["limits.max_depth", "less than or equal to 128"],
+    ),
+    (
+        "at_least_once_route_outside_every_stream",
+        '  QUALITY: {subjects: ["quality.>"]}',
+        '  QUALITY: {subjects: ["quality.audit.>"]}',
+        ["routes[1].to", "quality.hold.*", "under 'streams:'", "manage: false"],
+    ),
+    (
+        "source_stream_not_declared",
+        "    mapping: hold\n",
+        "    mapping: hold\n    jetstream: {stream: ODOO_IN}\n",
+        ["sources[1].jetstream.stream", "'ODOO_IN' is not declared under 'streams:'"],
+    ),
+    (
+        "source_subject_outside_its_stream",
+        "    mapping: hold\n",
+        "    mapping: hold\n    jetstream: {stream: QUALITY}\n",
+        ["sources[1].subjects[0]", "odoo.quality_alert is not within stream QUALITY"],
+    ),
+    (
+        "stream_overlaps_dead_letters",
+        '  QUALITY: {subjects: ["quality.>"]}',
+        '  QUALITY: {subjects: ["quality.>", "millstream.*.x"]}',
+        ["streams.QUALITY.subjects[1]", "overlaps the dead-letter subjects millstream.dlq.>"],
+    ),
+    (
+        "dead_letter_stream_declared",
+        '  QUALITY: {subjects: ["quality.>"]}',
+        '  QUALITY: {subjects: ["quality.>"]}\n  MILLSTREAM_DLQ: {subjects: ["dlq.>"]}',
+        ["streams.MILLSTREAM_DLQ", "dead-letter stream", "do not declare it"],
+    ),
+    (
+        "streams_overlap",
+        '  QUALITY: {subjects: ["quality.>"]}',
+        '  QUALITY: {subjects: ["quality.>"]}\n  HOLDS: {subjects: ["*.hold.open"]}',
+        ["streams.QUALITY.subjects[0]", "overlaps *.hold.open of stream HOLDS"],
+    ),
+    (
+        "bad_stream_name",
+        "  QUALITY: {",
+        "  QUAL.ITY: {",
+        ["streams.QUAL.ITY", "letters, digits"],
+    ),
+    (
+        "bad_stream_storage",
+        '  QUALITY: {subjects: ["quality.>"]}',
+        '  QUALITY: {subjects: ["quality.>"], storage: disk}',
+        ["streams.QUALITY.storage", "'file' or 'memory'"],
+    ),
+    (
+        "bad_backoff",
+        "    mapping: hold\n",
+        "    mapping: hold\n    jetstream: {stream: QUALITY, backoff: [1s, later]}\n",
+        ["sources[1].jetstream.backoff[1]", "not a duration"],
+    ),
+    (
+        "max_deliver_zero",
+        "    mapping: hold\n",
+        "    mapping: hold\n    jetstream: {stream: QUALITY, max_deliver: 0}\n",
+        ["sources[1].jetstream.max_deliver", "greater than or equal to 1"],
+    ),
+    (
+        "lane_queue_zero",
+        "streams:\n",
+        "lanes: {bulk: {queue: 0}}\nstreams:\n",
+        ["lanes.bulk.queue", "greater than or equal to 1"],
+    ),
+    (
+        "unknown_lane",
+        "streams:\n",
+        "lanes:\n  fast: {queue: 10}\nstreams:\n",
+        ["lanes.fast", "Extra inputs"],
+    ),
+    (
+        "publish_window_zero",
+        "streams:\n",
+        "nats: {publish_window: 0}\nstreams:\n",
+        ["nats.publish_window", "greater than or equal to 1"],
+    ),
+    (
+        "bad_state_snapshot",
+        "streams:\n",
+        "state: {snapshot_every: often}\nstreams:\n",
+        ["state.snapshot_every", "not a duration"],
     ),
 ]
 
@@ -166,6 +259,16 @@ def test_routes_table_cells_line_up_with_headers() -> None:
         assert columns["when"][i] == (r.when or "-")
 
 
+def test_sources_table_shows_how_each_source_is_read() -> None:
+    from millstream.describe import sources_table
+
+    config = load_config(EXAMPLES / "manufacturing.yaml")
+    columns = {str(c.header): [str(x) for x in c.cells] for c in sources_table(config).columns}
+    inputs = dict(zip(columns["source"], columns["input"], strict=True))
+    assert inputs["odoo-stock-move"] == "ODOO_IN/millstream-odoo-stock-move"
+    assert inputs["mes-telemetry"] == "core"
+
+
 def test_example_config_has_no_warnings() -> None:
     from millstream.config import config_warnings
 
@@ -192,3 +295,193 @@ def test_check_warns(
     assert main(["check", str(path)]) == 0
     assert warning in capsys.readouterr().err
     assert main(["check", "--strict", str(path)]) == 1
+
+
+# (pattern, by, every subject matching `pattern` also matches `by`)
+COVERAGE = [
+    ("odoo.stock_move", "odoo.>", True),
+    ("odoo.stock_move", "odoo.*", True),
+    ("odoo.stock_move", "odoo.stock_move", True),
+    ("odoo.stock_move", "odoo.sale_order", False),
+    ("odoo", "odoo.>", False),  # `>` needs at least one more token
+    ("odoo.*", "odoo.>", True),
+    ("odoo.>", "odoo.>", True),
+    ("odoo.>", "odoo.*", False),  # odoo.a.b is not in odoo.*
+    ("odoo.*", "odoo.stock_move", False),  # odoo.sale_order is not
+    ("odoo.*.x", "odoo.*.*", True),
+    ("odoo.*.x", "*.*.x", True),
+    ("odoo.*.x", "odoo.>", True),
+    ("odoo.a.x", "odoo.*", False),  # deeper than `by`
+    ("odoo.*", "odoo.*.*", False),  # shallower than `by`
+    ("mfg.inventory.movement.*", "mfg.inventory.>", True),
+    ("mfg.inventory.movement.*", "mfg.inventory.movement.done", False),
+    (">", ">", True),
+    ("a.b", ">", True),
+    (">", "a.>", False),
+    ("*", "*", True),
+    ("*", ">", True),
+    ("*.>", ">", True),
+    ("a.>", "a.*.>", False),  # a.b is in a.>, not in a.*.>
+    ("a.*.>", "a.>", True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "by", "covered"), COVERAGE)
+def test_subject_covered(pattern: str, by: str, covered: bool) -> None:
+    assert subject_covered(pattern, by) is covered
+    if covered:
+        # Coverage implies overlap; the two helpers must never disagree on that.
+        assert subjects_overlap(pattern, by)
+
+
+EXAMPLE_ODOO_INPUT = {
+    "source": "odoo-stock-move",
+    "subjects": ["odoo.stock_move"],
+    "queue_group": None,
+    "jetstream": {
+        "stream": "ODOO_IN",
+        "durable": "millstream-odoo-stock-move",
+        "batch": 256,
+        "max_deliver": 5,
+        "backoff_ms": [1000, 5000, 30000],
+    },
+}
+DEFAULT_LANES = {
+    "critical": {"queue": 10_000, "batch": 64, "objective_ms": 10},
+    "standard": {"queue": 50_000, "batch": 256, "objective_ms": 100},
+    "bulk": {"queue": 100_000, "batch": 512, "objective_ms": 1000},
+}
+
+
+def test_compile_plane_for_the_example() -> None:
+    config = load_config(EXAMPLES / "manufacturing.yaml")
+    plane = compile_plane(config, "nats://127.0.0.1:4222")
+    # The Rust side parses this with deny_unknown_fields: the key sets are the contract.
+    assert set(plane) == {
+        "url", "client_name", "inputs", "lanes", "publish_window", "state", "passthrough",
+    }  # fmt: skip
+    assert plane["url"] == "nats://127.0.0.1:4222"
+    assert plane["client_name"] == "millstream-dus"
+    assert plane["inputs"][0] == EXAMPLE_ODOO_INPUT
+    assert [i["source"] for i in plane["inputs"]] == [s.name for s in config.sources]
+    odoo = [i for i in plane["inputs"] if i["source"].startswith("odoo-")]
+    assert len(odoo) == 6
+    assert all(i["jetstream"]["stream"] == "ODOO_IN" for i in odoo)
+    assert plane["inputs"][-1] == {
+        "source": "mes-telemetry",
+        "subjects": ["mes.*.*.telemetry"],
+        "queue_group": None,
+        "jetstream": None,
+    }
+    assert plane["lanes"] == DEFAULT_LANES
+    assert plane["publish_window"] == 4096
+    assert plane["state"] == {"bucket": "MILLSTREAM_STATE", "snapshot_every_ms": 5000}
+    assert plane["passthrough"] is False
+    assert json.loads(json.dumps(plane)) == plane
+
+
+# (id, YAML added at the top of MINI, what compile_plane must show)
+PLANE_SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "one_lane_key",
+        "lanes: {bulk: {queue: 5000}}",
+        {"lanes": {**DEFAULT_LANES, "bulk": {"queue": 5000, "batch": 512, "objective_ms": 1000}}},
+    ),
+    (
+        "lane_objective_duration",
+        "lanes: {critical: {objective: 2ms, batch: 8}}",
+        {
+            "lanes": {
+                **DEFAULT_LANES,
+                "critical": {"queue": 10_000, "batch": 8, "objective_ms": 2},
+            }
+        },
+    ),
+    ("state_off", "state: {enabled: false}", {"state": None}),
+    (
+        "state_bucket",
+        "state: {bucket: DUS_STATE, snapshot_every: 1m}",
+        {"state": {"bucket": "DUS_STATE", "snapshot_every_ms": 60_000}},
+    ),
+    (
+        "client_settings",
+        "nats: {name: router-7, publish_window: 100}",
+        {"client_name": "router-7", "publish_window": 100},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"), [p[1:] for p in PLANE_SETTINGS], ids=[p[0] for p in PLANE_SETTINGS]
+)
+def test_compile_plane_settings(yaml_text: str, expected: dict[str, Any]) -> None:
+    plane = compile_plane(parse_config(yaml_text + "\n" + MINI), "nats://x:4222")
+    for key, value in expected.items():
+        assert plane[key] == value
+
+
+def test_queue_group_applies_to_core_inputs_only() -> None:
+    text = "nats: {queue_group: routers}\n" + MINI.replace(
+        "    mapping: hold\n",
+        "    mapping: hold\n    jetstream: {stream: ODOO, durable: holds, batch: 32,"
+        " max_deliver: 3, backoff: [500ms, 2s]}\n",
+    ).replace("streams:\n", 'streams:\n  ODOO: {subjects: ["odoo.>"], manage: false}\n')
+    inputs = {i["source"]: i for i in compile_plane(parse_config(text), "nats://x")["inputs"]}
+    assert inputs["mes"]["queue_group"] == "routers"
+    assert inputs["mes"]["jetstream"] is None
+    assert inputs["odoo_quality"]["queue_group"] is None
+    assert inputs["odoo_quality"]["jetstream"] == {
+        "stream": "ODOO",
+        "durable": "holds",
+        "batch": 32,
+        "max_deliver": 3,
+        "backoff_ms": [500, 2000],
+    }
+
+
+def test_plane_settings_do_not_change_the_plan_version() -> None:
+    a = compile_plan(parse_config(MINI))
+    b = compile_plan(parse_config("lanes: {bulk: {queue: 5}}\nnats: {publish_window: 7}\n" + MINI))
+    assert a["version"] == b["version"]
+
+
+def test_new_sections_have_documented_defaults() -> None:
+    config = parse_config(MINI)
+    assert config.nats.name == "millstream"
+    assert config.nats.queue_group is None
+    assert config.metrics.host == "127.0.0.1"
+    assert config.metrics.port == 9464
+    assert config.state.bucket == "MILLSTREAM_STATE"
+    quality = config.streams["QUALITY"]
+    assert (quality.storage, quality.duplicate_window, quality.max_age, quality.manage) == (
+        "file",
+        120_000,
+        None,
+        True,
+    )
+    off = parse_config("metrics: {port: null}\n" + MINI)
+    assert off.metrics.port is None
+
+
+def test_two_sources_cannot_share_a_durable() -> None:
+    text = MINI.replace(
+        "    mapping: hold\n",
+        "    mapping: hold\n    jetstream: {stream: ODOO, durable: shared}\n",
+    ).replace(
+        '  - name: mes\n    subjects: ["mes.*.telemetry"]\n',
+        '  - name: mes\n    subjects: ["odoo.mes.*.telemetry"]\n'
+        "    jetstream: {stream: ODOO, durable: shared}\n",
+    )
+    text = text.replace("streams:\n", 'streams:\n  ODOO: {subjects: ["odoo.>"]}\n')
+    assert "durable: shared" in text.split("odoo_quality")[1]
+    with pytest.raises(ConfigError, match=r"sources\[1\]\.jetstream\.durable: source 'mes'"):
+        parse_config(text)
+
+
+def test_overlapping_filter_subjects_are_an_error() -> None:
+    text = MINI.replace(
+        'subjects: ["odoo.quality_alert"]',
+        'subjects: ["odoo.quality_alert", "odoo.*"]\n    jetstream: {stream: ODOO}',
+    ).replace("streams:\n", 'streams:\n  ODOO: {subjects: ["odoo.>"]}\n')
+    with pytest.raises(ConfigError, match=r"sources\[1\]\.subjects\[1\]: odoo\.\* overlaps"):
+        parse_config(text)

@@ -1,20 +1,31 @@
 """Millstream: a high-throughput event router for manufacturing integration on NATS."""
 
 from millstream._core import BatchResult, Delivery, Outcome, reason_codes
-from millstream.config import Config, compile_plan, load_config, parse_config
-from millstream.errors import ConfigError, MillstreamError, PlanError
+from millstream.config import Config, compile_plan, compile_plane, load_config, parse_config
+from millstream.errors import (
+    ConfigError,
+    ConnectError,
+    MillstreamError,
+    PlaneError,
+    PlanError,
+    ProvisionError,
+)
 from millstream.router import Router
 
 __all__ = [
     "BatchResult",
     "Config",
     "ConfigError",
+    "ConnectError",
     "Delivery",
     "MillstreamError",
     "Outcome",
     "PlanError",
+    "PlaneError",
+    "ProvisionError",
     "Router",
     "compile_plan",
+    "compile_plane",
     "load_config",
     "parse_config",
     "reason_codes",

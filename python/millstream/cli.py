@@ -4,13 +4,15 @@ lives elsewhere."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import EllipsisType
 
 from rich.console import Console
 
 from millstream.errors import MillstreamError
+from millstream.logs import setup_logging
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -35,6 +37,35 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from millstream import service
+
+    port: int | EllipsisType | None = ... if args.metrics_port is None else args.metrics_port
+    if args.no_metrics:
+        port = None
+    return service.run(
+        args.config, nats_url=args.nats_url, metrics_port=port, store_dir=args.store_dir
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from millstream.demo import run
+
+    return run.main(
+        args.config,
+        duration_s=args.duration,
+        telemetry_rate=args.telemetry_rate,
+        erp_rate=args.erp_rate,
+        store_dir=args.store_dir,
+    )
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from millstream import dlq
+
+    return dlq.main(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from millstream.bench import core
 
@@ -44,6 +75,7 @@ def _bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="millstream", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     sub = p.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="validate and compile a config, print its routes")
@@ -52,6 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 when there are warnings (loops, overlaps)"
     )
     check.set_defaults(func=_check)
+
+    run = sub.add_parser("run", help="route live traffic (embedded nats-server without a URL)")
+    run.add_argument("config", help="path to a YAML config")
+    run.add_argument("--nats-url", help="NATS server URL (default: nats.url, else embedded)")
+    run.add_argument("--metrics-port", type=int, help="Prometheus port (default: metrics.port)")
+    run.add_argument("--no-metrics", action="store_true", help="serve no metrics endpoint")
+    run.add_argument(
+        "--store-dir", type=Path, default=Path(".millstream"), help="embedded server's data"
+    )
+    run.set_defaults(func=_run)
+
+    demo = sub.add_parser("demo", help="router + simulated plant on an embedded nats-server")
+    demo.add_argument("--config", type=Path, help="default: examples/manufacturing.yaml")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
+    demo.add_argument("--telemetry-rate", type=float, default=2000.0, help="samples/s")
+    demo.add_argument("--erp-rate", type=float, default=50.0, help="Odoo events/s")
+    demo.add_argument("--store-dir", type=Path, default=Path(".millstream/demo"))
+    demo.set_defaults(func=_demo)
+
+    dlq_p = sub.add_parser("dlq", help="list, show and replay dead letters")
+    from millstream import dlq
+
+    dlq.add_arguments(dlq_p)
+    dlq_p.set_defaults(func=_dlq)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -65,10 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    setup_logging(verbose=args.verbose, json=args.log_json)
     try:
         code: int = args.func(args)
     except MillstreamError as e:

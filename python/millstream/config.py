@@ -62,6 +62,14 @@ def parse_duration_ms(value: object) -> int:
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
 
 
+def format_duration(ms: int) -> str:
+    """Milliseconds in the largest whole unit a config would use: 7d, 2m, 1500ms."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
 def template_names(template: str) -> list[str]:
     """The placeholder names of a template, e.g. `"a.{b}.{c}"` -> `["b", "c"]`."""
     names = _PLACEHOLDER.findall(template)
@@ -99,6 +107,30 @@ def subjects_overlap(a: str, b: str) -> bool:
     return len(ta) == len(tb)
 
 
+def subject_covered(pattern: str, by: str) -> bool:
+    """Whether every subject matching the NATS pattern `pattern` also matches `by`.
+
+    Exact for one covering pattern: `a.*` is covered by `a.>` and by `*.*`, `a.>` is not
+    covered by `a.*` (it also matches `a.b.c`), and `a.*` is not covered by `a.b`.
+    """
+    tp, tb = pattern.split("."), by.split(".")
+    for i, b in enumerate(tb):
+        if b == ">":
+            # `>` matches one or more remaining tokens, whatever they are.
+            return i < len(tp)
+        if i >= len(tp):
+            return False
+        p = tp[i]
+        if p == ">":
+            # `pattern` goes on to any depth; `by` stops at a fixed one.
+            return False
+        if b != "*" and p != b:
+            # A literal in `by` needs the same literal in `pattern` (a `*` there would let
+            # other tokens through).
+            return False
+    return len(tp) == len(tb)
+
+
 SubjectPattern = Annotated[str, BeforeValidator(lambda v: _check_subject_pattern(str(v)))]
 
 
@@ -113,11 +145,19 @@ class Limits(_Model):
     max_depth: int = Field(32, ge=1, le=128)
 
 
+_STREAM_NAME = r"^[A-Za-z0-9_-]+$"
+
+
 class DeadLetterConfig(_Model):
-    """Where rejected events go (decision 7). The subject is `{subject_prefix}.{reason}`."""
+    """Where rejected events go (decision 7). The subject is `{subject_prefix}.{reason}`; the
+    stream (on `{subject_prefix}.>`) is always provisioned and need not be declared."""
 
     subject_prefix: str = "millstream.dlq"
-    stream: str = Field("MILLSTREAM_DLQ", pattern=r"^[A-Za-z0-9_-]+$")
+    stream: str = Field("MILLSTREAM_DLQ", pattern=_STREAM_NAME)
+
+    @property
+    def subjects(self) -> list[str]:
+        return [f"{self.subject_prefix}.>"]
 
 
 class UnitEntry(_Model):
@@ -241,6 +281,24 @@ def _check_canonical_refs(template: str, known: set[str], where: str) -> None:
             raise ValueError(f"{where}: {{{name}}} is not a canonical field")
 
 
+class SourceJetStream(_Model):
+    """Read a source from a JetStream stream through a durable pull consumer instead of a
+    core NATS subscription. For producers that never resend (Odoo webhooks): the event is
+    stored before Millstream sees it, and acked only once every route has handled it.
+
+    After `max_deliver` deliveries an event that still fails is dead-lettered by Millstream
+    (the consumer itself redelivers without limit, so Millstream sees the last attempt).
+    `backoff[i]` is the delay before redelivery after the (i+1)-th failed attempt; the last
+    entry repeats."""
+
+    stream: str = Field(pattern=_STREAM_NAME)
+    durable: str | None = Field(None, pattern=_STREAM_NAME)
+    batch: int = Field(256, ge=1, le=10_000)
+    max_deliver: int = Field(5, ge=1, le=1000)
+    ack_wait: DurationMs = 30_000
+    backoff: list[DurationMs] = Field(default_factory=lambda: [1000, 5000, 30_000], min_length=1)
+
+
 class SourceConfig(_Model):
     """Where events come from and how they are read."""
 
@@ -251,8 +309,16 @@ class SourceConfig(_Model):
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     schema_file: Path | None = None
     source_uri: str | None = None
+    jetstream: SourceJetStream | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def durable(self) -> str | None:
+        """The durable consumer this source reads through, if it reads JetStream."""
+        if self.jetstream is None:
+            return None
+        return self.jetstream.durable or f"millstream-{self.name}"
 
 
 class RouteMatch(_Model):
@@ -300,7 +366,99 @@ class RouteConfig(_Model):
 
 
 class NatsConfig(_Model):
+    """The NATS connection shared by the control plane and the data plane."""
+
     url: str | None = None
+    name: str = Field("millstream", min_length=1)
+    # Core-NATS sources subscribe in this queue group, so several instances share the load.
+    queue_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    # At most this many output publishes await their JetStream PubAck at once.
+    publish_window: int = Field(4096, ge=1, le=1_000_000)
+
+
+StorageKind = Literal["file", "memory"]
+
+
+class StreamSpec(_Model):
+    """A JetStream stream that sources read from or at_least_once routes publish to.
+
+    `manage: true` (default): Millstream creates it, or updates it to these settings.
+    `manage: false`: it is managed elsewhere; Millstream only checks that it exists."""
+
+    subjects: list[SubjectPattern] = Field(min_length=1)
+    max_age: DurationMs | None = None
+    max_bytes: int | None = Field(None, ge=1)
+    storage: StorageKind = "file"
+    duplicate_window: DurationMs = 120_000
+    manage: bool = True
+
+    @model_validator(mode="after")
+    def _window_within_age(self) -> StreamSpec:
+        # JetStream refuses a duplicate window longer than max_age.
+        if self.max_age is None or self.duplicate_window <= self.max_age:
+            return self
+        if "duplicate_window" in self.model_fields_set:
+            raise ValueError(
+                f"duplicate_window ({format_duration(self.duplicate_window)}) must not be "
+                f"longer than max_age ({format_duration(self.max_age)})"
+            )
+        return self.model_copy(update={"duplicate_window": self.max_age})
+
+
+class LaneSpec(_Model):
+    """One lane's bounded queue, batch size and latency objective (decision 5)."""
+
+    queue: int = Field(ge=1, le=10_000_000)
+    batch: int = Field(ge=1, le=10_000)
+    objective: DurationMs
+
+
+_LANE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "critical": {"queue": 10_000, "batch": 64, "objective": "10ms"},
+    "standard": {"queue": 50_000, "batch": 256, "objective": "100ms"},
+    "bulk": {"queue": 100_000, "batch": 512, "objective": "1s"},
+}
+
+
+def _lane_default(lane: str) -> LaneSpec:
+    return LaneSpec.model_validate(_LANE_DEFAULTS[lane])
+
+
+class LanesConfig(_Model):
+    """Per-lane settings; any lane or key left out keeps its default."""
+
+    critical: LaneSpec = Field(default_factory=lambda: _lane_default("critical"))
+    standard: LaneSpec = Field(default_factory=lambda: _lane_default("standard"))
+    bulk: LaneSpec = Field(default_factory=lambda: _lane_default("bulk"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial(cls, data: Any) -> Any:
+        # `lanes: {bulk: {queue: 5000}}` overrides one key of one lane.
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for lane, d in _LANE_DEFAULTS.items():
+            given = out.get(lane)
+            if isinstance(given, Mapping):
+                out[lane] = {**d, **given}
+        return out
+
+
+class StateConfig(_Model):
+    """Dedup and stale-guard state, snapshotted to a JetStream object store bucket so it
+    survives restarts (decision 6)."""
+
+    bucket: str = Field("MILLSTREAM_STATE", pattern=_STREAM_NAME)
+    snapshot_every: DurationMs = 5000
+    enabled: bool = True
+
+
+class MetricsConfig(_Model):
+    """The Prometheus endpoint (`/metrics`); `port: null` turns it off."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(9464, ge=0, le=65_535)
 
 
 class Config(_Model):
@@ -311,6 +469,10 @@ class Config(_Model):
     nats: NatsConfig = Field(default_factory=NatsConfig)
     limits: Limits = Field(default_factory=Limits)
     dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
+    streams: dict[str, StreamSpec] = Field(default_factory=dict)
+    lanes: LanesConfig = Field(default_factory=LanesConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     units: dict[str, UnitTable] = Field(default_factory=dict)
     mappings: dict[str, MappingConfig]
     sources: list[SourceConfig] = Field(min_length=1)
@@ -320,6 +482,7 @@ class Config(_Model):
     def _cross_references(self) -> Config:
         _unique([s.name for s in self.sources], "sources")
         _unique([r.name for r in self.routes], "routes")
+        self._check_streams()
         for i, src in enumerate(self.sources):
             if src.mapping not in self.mappings:
                 raise _at(("sources", i, "mapping"), f"no mapping named {src.mapping!r}")
@@ -357,7 +520,91 @@ class Config(_Model):
                     except ValueError as e:
                         hint = "" if types else " (set match.types to narrow the route)"
                         raise _at(("routes", i), f"{e} of {t}{hint}") from None
+        self._check_at_least_once()
         return self
+
+    def _check_streams(self) -> None:
+        dlq = self.dead_letter
+        names = list(self.streams)
+        for n, (name, spec) in enumerate(self.streams.items()):
+            if not re.fullmatch(_STREAM_NAME, name):
+                raise _at(
+                    ("streams", name),
+                    f"stream name {name!r} may only contain letters, digits, '_' and '-'",
+                )
+            if name == dlq.stream:
+                raise _at(
+                    ("streams", name),
+                    f"{name} is the dead-letter stream, which Millstream provisions itself on "
+                    f"{dlq.subjects[0]}; do not declare it",
+                )
+            for j, subj in enumerate(spec.subjects):
+                if subjects_overlap(subj, dlq.subjects[0]):
+                    raise _at(
+                        ("streams", name, "subjects", j),
+                        f"{subj} overlaps the dead-letter subjects {dlq.subjects[0]} "
+                        f"(stream {dlq.stream}); JetStream lets one subject be in one stream",
+                    )
+                for other in names[n + 1 :]:
+                    hit = next(
+                        (o for o in self.streams[other].subjects if subjects_overlap(subj, o)), None
+                    )
+                    if hit is not None:
+                        raise _at(
+                            ("streams", name, "subjects", j),
+                            f"{subj} overlaps {hit} of stream {other}; JetStream lets one "
+                            "subject be in one stream",
+                        )
+        consumers: dict[tuple[str, str], str] = {}
+        for i, src in enumerate(self.sources):
+            js = src.jetstream
+            if js is None:
+                continue
+            if js.stream not in self.streams:
+                declared = ", ".join(self.streams) or "none"
+                raise _at(
+                    ("sources", i, "jetstream", "stream"),
+                    f"stream {js.stream!r} is not declared under 'streams:' (declared: {declared})",
+                )
+            covering = self.streams[js.stream].subjects
+            for j, subj in enumerate(src.subjects):
+                if not any(subject_covered(subj, c) for c in covering):
+                    raise _at(
+                        ("sources", i, "subjects", j),
+                        f"{subj} is not within stream {js.stream}'s subjects "
+                        f"({', '.join(covering)}), so its consumer would never see it",
+                    )
+                for k in range(j):
+                    if subjects_overlap(subj, src.subjects[k]):
+                        raise _at(
+                            ("sources", i, "subjects", j),
+                            f"{subj} overlaps {src.subjects[k]}: a JetStream consumer's filter "
+                            "subjects must not overlap",
+                        )
+            key = (js.stream, src.durable or "")
+            if key in consumers:
+                raise _at(
+                    ("sources", i, "jetstream", "durable"),
+                    f"source {consumers[key]!r} already reads stream {js.stream} through "
+                    f"durable {key[1]!r}; two sources cannot share a consumer",
+                )
+            consumers[key] = src.name
+
+    def _check_at_least_once(self) -> None:
+        for i, r in enumerate(self.routes):
+            if r.delivery != "at_least_once":
+                continue
+            # Any placeholder can render to any single token.
+            dest = _PLACEHOLDER.sub("*", r.to)
+            if any(subject_covered(dest, c) for s in self.streams.values() for c in s.subjects):
+                continue
+            raise _at(
+                ("routes", i, "to"),
+                f"at_least_once route {r.name!r} publishes to {r.to!r} ({dest}), which no "
+                "declared stream stores, so there would be no PubAck to wait for: declare a "
+                "stream covering it under 'streams:' (with 'manage: false' if it is managed "
+                "elsewhere)",
+            )
 
 
 class _LocatedError(ValueError):
@@ -589,3 +836,53 @@ def compile_plan(config: Config) -> dict[str, Any]:
     body = json.dumps(plan, sort_keys=True, separators=(",", ":"))
     plan["version"] = hashlib.sha256(body.encode()).hexdigest()[:12]
     return plan
+
+
+def compile_plane(config: Config, url: str, *, passthrough: bool = False) -> dict[str, Any]:
+    """The runtime settings of the Rust data plane (`millstream._core.Plane`): where to
+    connect, what to read, lane sizes, the publish window and state snapshots.
+
+    Kept apart from the plan: the plan says what happens to an event, this says how the
+    plane moves events, so changing a lane size does not change the plan version.
+    `passthrough` switches every stage off (the relay baseline of the end-to-end benchmark).
+    """
+    inputs: list[dict[str, Any]] = []
+    for s in config.sources:
+        js = s.jetstream
+        inputs.append(
+            {
+                "source": s.name,
+                "subjects": list(s.subjects),
+                # A durable consumer already spreads its messages over every instance
+                # that pulls from it; a queue group is for core subscriptions only.
+                "queue_group": config.nats.queue_group if js is None else None,
+                "jetstream": None
+                if js is None
+                else {
+                    "stream": js.stream,
+                    "durable": s.durable,
+                    "batch": js.batch,
+                    "max_deliver": js.max_deliver,
+                    "backoff_ms": list(js.backoff),
+                },
+            }
+        )
+    lanes = config.lanes
+    return {
+        "url": url,
+        "client_name": config.nats.name,
+        "inputs": inputs,
+        "lanes": {
+            name: {"queue": spec.queue, "batch": spec.batch, "objective_ms": spec.objective}
+            for name, spec in (
+                ("critical", lanes.critical),
+                ("standard", lanes.standard),
+                ("bulk", lanes.bulk),
+            )
+        },
+        "publish_window": config.nats.publish_window,
+        "state": {"bucket": config.state.bucket, "snapshot_every_ms": config.state.snapshot_every}
+        if config.state.enabled
+        else None,
+        "passthrough": passthrough,
+    }

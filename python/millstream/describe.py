@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from millstream.config import Config, DedupConfig
+from millstream.config import Config, DedupConfig, SourceConfig
 
 
 def _window(ms: int) -> str:
@@ -37,16 +37,27 @@ def routes_table(config: Config) -> Table:
     return t
 
 
+def _input(config: Config, s: SourceConfig) -> str:
+    if s.jetstream is not None:
+        return f"{s.jetstream.stream}/{s.durable}"
+    if config.nats.queue_group:
+        return f"core, queue {config.nats.queue_group}"
+    return "core"
+
+
 def sources_table(config: Config) -> Table:
+    """One row per source: what it reads, how (core NATS or a JetStream durable) and into
+    which canonical type."""
     t = Table(title=f"{len(config.sources)} sources", title_justify="left")
     t.add_column("source", no_wrap=True)
-    for col in ("subjects", "profile", "schema", "mapping", "canonical type"):
+    for col in ("subjects", "input", "profile", "schema", "mapping", "canonical type"):
         t.add_column(col, overflow="fold")
     for s in config.sources:
         m = config.mappings[s.mapping]
         t.add_row(
             s.name,
             ", ".join(s.subjects),
+            _input(config, s),
             s.profile,
             "yes" if s.schema_ is not None else "-",
             s.mapping,

@@ -15,3 +15,16 @@ class ConfigError(MillstreamError):
 class PlanError(MillstreamError):
     """The Rust core refused a compiled plan (a JSON Schema or CEL predicate that does not
     compile, an unknown unit table, ...)."""
+
+
+class ConnectError(MillstreamError):
+    """The NATS server could not be reached at start."""
+
+
+class ProvisionError(MillstreamError):
+    """A JetStream stream, consumer or bucket could not be created, updated or found. The
+    message names it and says what to do."""
+
+
+class PlaneError(MillstreamError):
+    """The data plane could not start or failed."""

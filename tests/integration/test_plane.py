@@ -1,0 +1,381 @@
+"""The data plane against a real nats-server: every example route end to end, dead letters
+and their headers, subject injection, and the fault tests of docs/reliability.md (kill -9 of
+the router mid-stream, nats-server restarted under load, drain on SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import nats
+import pytest
+import yaml
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from millstream.config import Config, load_config, parse_config
+from millstream.service import Service, async_run
+from millstream.transport import EmbeddedNats
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "manufacturing.yaml"
+EVENTS = ROOT / "examples" / "events"
+CASES: list[dict[str, Any]] = yaml.safe_load((EVENTS / "cases.yaml").read_text())
+MOVE = json.loads((EVENTS / "stock_move_done_dozens.json").read_text())
+
+
+def fault_config(tmp_path: Path) -> Path:
+    """The example config with short JetStream ack waits and frequent state snapshots, so a
+    fault test sees redeliveries in seconds rather than the production 30 s."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    for s in doc["sources"]:
+        if "jetstream" in s:
+            s["jetstream"]["ack_wait"] = "2s"
+            s["jetstream"]["backoff"] = ["200ms"]
+    doc["state"] = {"snapshot_every": "500ms"}
+    doc["metrics"] = {"port": None}
+    path = tmp_path / "fault.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def stock_move(i: int) -> bytes:
+    """A distinct Odoo stock.move write: its own record and version, so it is neither a
+    duplicate nor stale, and it maps to exactly one output (route inventory-movements)."""
+    body = dict(
+        MOVE,
+        _id=i,
+        id=i,
+        write_date=f"2026-11-27 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}",
+    )
+    return json.dumps(body, sort_keys=True).encode()
+
+
+async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await cond():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def stream_ids(nc: NATS, stream: str) -> list[str]:
+    """The ce-id of every message stored in `stream` (an ordered consumer, left behind by
+    nothing)."""
+    js = nc.jetstream()
+    info = await js.stream_info(stream)
+    n = info.state.messages
+    ids: list[str] = []
+    if n == 0:
+        return ids
+    sub = await js.subscribe(
+        ">", stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    try:
+        while len(ids) < n:
+            msg = await sub.next_msg(timeout=5)
+            ids.append(unquote((msg.headers or {})["ce-id"]))
+    finally:
+        await sub.unsubscribe()
+    return ids
+
+
+async def messages(nc: NATS, stream: str) -> int:
+    return int((await nc.jetstream().stream_info(stream)).state.messages)
+
+
+@pytest.fixture
+async def service(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Service]:
+    """Millstream on the example config, in this process, against `nats_server`."""
+    config = load_config(EXAMPLE)
+    started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
+    shutdown = asyncio.Event()
+    task = asyncio.create_task(
+        async_run(
+            config,
+            nats_url=nats_server.url,
+            shutdown=shutdown,
+            ready=started.set_result,
+            metrics_port=None,
+            store_dir=tmp_path,
+            handle_signals=False,
+        )
+    )
+    await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    try:
+        yield started.result()
+    finally:
+        shutdown.set()
+        await task
+
+
+class Capture:
+    """Every message on `>` (a subscriber a user would run to see everything)."""
+
+    def __init__(self) -> None:
+        self.msgs: list[Msg] = []
+
+    async def take(self, msg: Msg) -> None:
+        if not msg.subject.startswith(("$JS.", "_INBOX.", "$O.", "$KV.")):
+            self.msgs.append(msg)
+
+    def on(self, subject: str) -> list[Msg]:
+        return [m for m in self.msgs if m.subject == subject]
+
+
+async def publish_case(nc: NATS, case: dict[str, Any]) -> None:
+    body = (EVENTS / case["file"]).read_bytes()
+    if case["subject"].startswith("odoo."):
+        await nc.jetstream().publish(case["subject"], body)
+    else:
+        await nc.publish(case["subject"], body)
+
+
+async def test_every_example_case_end_to_end(service: Service, nc: NATS) -> None:
+    seen = Capture()
+    await nc.subscribe(">", cb=seen.take)
+    for case in CASES:
+        await publish_case(nc, case)
+    await nc.flush()
+
+    async def all_out() -> bool:
+        s = service.stats()
+        o = s["outputs"]
+        return bool(
+            s["events_in"] == len(CASES)
+            and s["inputs"]["acked"] >= sum(c["subject"].startswith("odoo.") for c in CASES)
+            and o["acked"] + o["published"] >= 1
+            and o["dead_letters"] == sum(c["expect"]["status"] == "dead_letter" for c in CASES)
+        )
+
+    await wait_for(all_out, 20, "every example event to be routed or dead-lettered")
+    await nc.flush()
+    await asyncio.sleep(0.3)
+    for case in CASES:
+        body = (EVENTS / case["file"]).read_bytes()
+        exp = case["expect"]
+        if exp["status"] == "routed":
+            for route, to in zip(exp["routes"], exp["to"], strict=True):
+                got = [m for m in seen.on(to) if unquote(m.headers["Millstream-Route"]) == route]
+                datas = [json.loads(m.data) for m in got]
+                assert exp["data"] in datas, f"{case['name']}: nothing on {to} for {route}"
+                m = got[datas.index(exp["data"])]
+                h = {k: unquote(v) for k, v in (m.headers or {}).items()}
+                assert h["ce-specversion"] == "1.0"
+                assert h["ce-type"].endswith(exp["type"]) or exp["type"] in h["ce-type"]
+                assert h["content-type"] == "application/json"
+                if case["subject"].startswith("odoo."):
+                    # at-least-once output: JetStream dedup id, unique per route
+                    assert h["Nats-Msg-Id"] == f"{h['ce-id']}@{route}"
+        else:
+            reason = exp["reason"]
+            dl = [m for m in seen.on(f"millstream.dlq.{reason}") if m.data == body]
+            assert dl, f"{case['name']}: no dead letter with reason {reason}"
+            h = {k: unquote(v) for k, v in (dl[0].headers or {}).items()}
+            assert h["Millstream-Reason"] == reason
+            assert h["Millstream-Subject"] == case["subject"]
+            assert h["Millstream-Config-Version"] == service.plan_version
+            assert h["Millstream-Detail"]
+            assert int(h["Millstream-Attempt"]) >= 1
+    # dead letters are kept in their stream for `millstream dlq`
+    dead = sum(c["expect"]["status"] == "dead_letter" for c in CASES)
+    assert await messages(nc, "MILLSTREAM_DLQ") == dead
+
+
+INJECTIONS = ["*", ">", "a.b", "press.>", "x y", "dus\tx", "..", "a\r\nPUB evil 1", "ü", ""]
+
+
+async def test_subject_injection_never_reaches_a_subject(service: Service, nc: NATS) -> None:
+    seen = Capture()
+    await nc.subscribe(">", cb=seen.take)
+    base = json.loads((EVENTS / "telemetry_spindle_rpm.json").read_text())
+    for i, bad in enumerate(INJECTIONS):
+        for field in ("machine", "metric"):
+            body = dict(base, **{field: bad, "ts": base["ts"] + i})
+            await nc.publish("mes.dus.press-07.telemetry", json.dumps(body).encode())
+    await nc.flush()
+    n = 2 * len(INJECTIONS)
+
+    async def done() -> bool:
+        return bool(service.stats()["events_in"] == n)
+
+    await wait_for(done, 10, "the injected events to be processed")
+    await asyncio.sleep(0.3)
+    outputs = [m.subject for m in seen.msgs if m.subject.startswith("mfg.")]
+    assert outputs == [], f"an injected value reached a subject: {outputs}"
+    for m in seen.msgs:
+        tokens = m.subject.split(".")
+        assert "*" not in tokens and ">" not in tokens, m.subject
+    stats = service.stats()
+    assert stats["by_status"]["dead_letter"] == n
+    assert set(stats["by_reason"]) <= {"subject_rejected", "canonical_invalid"}
+
+
+def start_router(config: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
+    """`millstream run` as its own process, so it can be killed like a real deployment."""
+    cmd = [sys.executable, "-m", "millstream.cli", "run", str(config), "--nats-url", url]
+    with log.open("ab") as out:
+        return subprocess.Popen([*cmd, "--no-metrics"], stdout=out, stderr=subprocess.STDOUT)
+
+
+async def publish_moves(nc: NATS, first: int, n: int) -> None:
+    js = nc.jetstream()
+    for start in range(first, first + n, 200):
+        acks = [
+            js.publish("odoo.stock_move", stock_move(i))
+            for i in range(start, min(start + 200, first + n))
+        ]
+        await asyncio.gather(*acks)
+
+
+async def wait_stream(nc: NATS, name: str) -> None:
+    async def exists() -> bool:
+        try:
+            await nc.jetstream().stream_info(name)
+            return True
+        except Exception:
+            return False
+
+    await wait_for(exists, 30, f"stream {name} to be provisioned")
+
+
+async def consumer_done(nc: NATS) -> bool:
+    info = await nc.jetstream().consumer_info("ODOO_IN", "millstream-odoo-stock-move")
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+N_FAULT = 10_000
+
+
+async def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    config = fault_config(tmp_path)
+    log = tmp_path / "router.log"
+    # The backlog is in the input stream before the router starts (as after an outage), so
+    # the fault lands mid-stream however fast the router is.
+    await nc.jetstream().add_stream(name="ODOO_IN", subjects=["odoo.>"])
+    await publish_moves(nc, 1, N_FAULT)
+    router = start_router(config, nats_server.url, log)
+    try:
+
+        async def some_out() -> bool:
+            try:
+                return await messages(nc, "MFG_OUT") >= N_FAULT // 10
+            except Exception:
+                return False  # not provisioned yet
+
+        await wait_for(some_out, 60, "the router to be mid-stream")
+        router.kill()  # SIGKILL: no drain, no snapshot, acks in flight lost
+        assert router.wait(10) == -signal.SIGKILL
+        out_at_kill = await messages(nc, "MFG_OUT")
+        assert out_at_kill < N_FAULT, "the router finished before it could be killed"
+
+        router = start_router(config, nats_server.url, log)
+        await wait_for(lambda: consumer_done(nc), 90, "the restarted router to finish the backlog")
+        router.send_signal(signal.SIGTERM)
+        assert router.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if router.poll() is None:
+            router.kill()
+    ids = await stream_ids(nc, "MFG_OUT")
+    expected = {f"odoo-stock.move-{i}-" for i in range(1, N_FAULT + 1)}
+    got = {i.rsplit("-2026", 1)[0] + "-" for i in ids}
+    assert len(got) == N_FAULT and got == expected, f"lost {len(expected - got)}"
+    assert len(ids) == N_FAULT, f"{len(ids) - len(set(ids))} duplicate outputs"
+
+
+async def test_nats_server_restart_under_load_loses_nothing(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    config = load_config(fault_config(tmp_path))
+    started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
+    shutdown = asyncio.Event()
+    task = asyncio.create_task(
+        async_run(config, nats_url=nats_server.url, shutdown=shutdown, ready=started.set_result,
+                  metrics_port=None, store_dir=tmp_path, handle_signals=False)
+    )  # fmt: skip
+    svc = await started
+    nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        await publish_moves(nc, 1, N_FAULT)
+
+        async def busy() -> bool:
+            return bool(svc.stats()["outputs"]["acked"] >= N_FAULT // 10)
+
+        await wait_for(busy, 30, "routing to be under way")
+        # stop the server while the router has a backlog and PubAcks in flight
+        await asyncio.get_running_loop().run_in_executor(None, nats_server.stop)
+        await asyncio.sleep(1.0)
+        await asyncio.get_running_loop().run_in_executor(None, nats_server.start)
+        await publish_moves(nc, N_FAULT + 1, 1000)
+        total = N_FAULT + 1000
+        await wait_for(lambda: consumer_done(nc), 120, "the backlog after the restart")
+        assert svc.stats()["nats"]["reconnects"] >= 1
+        ids = await stream_ids(nc, "MFG_OUT")
+        assert len(set(ids)) == total, f"lost {total - len(set(ids))}"
+        assert len(ids) == total, f"{len(ids) - len(set(ids))} duplicate outputs"
+    finally:
+        shutdown.set()
+        await task
+        await nc.drain()
+
+
+async def test_sigterm_drains_and_loses_no_acknowledged_event(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    config = fault_config(tmp_path)
+    log = tmp_path / "router.log"
+    # The backlog is in the input stream before the router starts (as after an outage), so
+    # the fault lands mid-stream however fast the router is.
+    await nc.jetstream().add_stream(name="ODOO_IN", subjects=["odoo.>"])
+    await publish_moves(nc, 1, N_FAULT)
+    router = start_router(config, nats_server.url, log)
+    try:
+
+        async def some_out() -> bool:
+            try:
+                return await messages(nc, "MFG_OUT") >= N_FAULT // 10
+            except Exception:
+                return False  # not provisioned yet
+
+        await wait_for(some_out, 60, "the router to be mid-stream")
+        router.send_signal(signal.SIGTERM)
+        assert router.wait(30) == 0, log.read_text()[-3000:]
+        info = await nc.jetstream().consumer_info("ODOO_IN", "millstream-odoo-stock-move")
+        acked = N_FAULT - info.num_pending - info.num_ack_pending
+        out = await messages(nc, "MFG_OUT")
+        # every input acked before exit has its output stored: one output per input
+        assert out >= acked > 0
+        assert acked < N_FAULT, "the router finished before SIGTERM arrived"
+        text = log.read_text()
+        assert "draining the data plane" in text and "drained" in text
+
+        router = start_router(config, nats_server.url, log)
+        await wait_for(lambda: consumer_done(nc), 90, "the second run to finish the backlog")
+        router.send_signal(signal.SIGTERM)
+        assert router.wait(30) == 0
+    finally:
+        if router.poll() is None:
+            router.kill()
+    ids = await stream_ids(nc, "MFG_OUT")
+    assert len(set(ids)) == N_FAULT
+    assert len(ids) == N_FAULT
+
+
+_ = (os, Config, parse_config)
