@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from millstream.config import Config, load_config, parse_config
+from millstream.canonical import CANONICAL_MODELS
+from millstream.config import load_config
 from millstream.service import Service, async_run
 from millstream.transport import EmbeddedNats
 
@@ -177,7 +177,8 @@ async def test_every_example_case_end_to_end(service: Service, nc: NATS) -> None
                 m = got[datas.index(exp["data"])]
                 h = {k: unquote(v) for k, v in (m.headers or {}).items()}
                 assert h["ce-specversion"] == "1.0"
-                assert h["ce-type"].endswith(exp["type"]) or exp["type"] in h["ce-type"]
+                assert h["ce-type"] == CANONICAL_MODELS[exp["type"]].ce_type()
+                assert h["ce-source"] and h["ce-id"] and h["ce-dataschema"]
                 assert h["content-type"] == "application/json"
                 if case["subject"].startswith("odoo."):
                     # at-least-once output: JetStream dedup id, unique per route
@@ -378,4 +379,92 @@ async def test_sigterm_drains_and_loses_no_acknowledged_event(
     assert len(ids) == N_FAULT
 
 
-_ = (os, Config, parse_config)
+async def run_service(
+    config_path: Path, url: str, store: Path, body: Callable[[Service], Awaitable[None]], **kw: Any
+) -> dict[str, Any]:
+    """Start the service in this process, run `body`, drain; returns the final stats."""
+    config = load_config(config_path)
+    started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
+    shutdown = asyncio.Event()
+    task = asyncio.create_task(
+        async_run(config, nats_url=url, shutdown=shutdown, ready=started.set_result,
+                  store_dir=store, handle_signals=False, **{"metrics_port": None, **kw})
+    )  # fmt: skip
+    await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    try:
+        await body(started.result())
+    finally:
+        shutdown.set()
+    return await task
+
+
+async def test_dedup_and_stale_state_survive_a_restart(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    sample = (EVENTS / "telemetry_spindle_rpm.json").read_bytes()
+    newer = stock_move(7)
+    older = json.dumps(dict(json.loads(newer), write_date="2026-01-01 00:00:00")).encode()
+
+    async def first(svc: Service) -> None:
+        await nc.publish("mes.ham.cnc-12.telemetry", sample)
+        await nc.jetstream().publish("odoo.stock_move", newer)
+
+        async def both() -> bool:
+            return bool(svc.stats()["by_status"]["routed"] == 2)
+
+        await wait_for(both, 10, "both events to be routed")
+
+    await run_service(EXAMPLE, nats_server.url, tmp_path, first)
+
+    async def second(svc: Service) -> None:
+        # the same telemetry sample again (best effort: only the snapshot can know it) and
+        # an older write of the same stock move (the stale guard's snapshot)
+        await nc.publish("mes.ham.cnc-12.telemetry", sample)
+        await nc.jetstream().publish("odoo.stock_move", older)
+
+        async def both() -> bool:
+            return bool(svc.stats()["events_in"] == 2)
+
+        await wait_for(both, 10, "both events to be processed")
+
+    final = await run_service(EXAMPLE, nats_server.url, tmp_path, second)
+    assert final["by_status"]["duplicate"] == 1
+    assert final["by_status"]["stale"] == 1
+    assert final["routes"]["telemetry-history"]["duplicate"] == 1
+    assert final["routes"]["inventory-movements"]["stale"] == 1
+    assert final["outputs"]["published"] == 0
+
+
+async def test_prometheus_endpoint_reports_the_running_router(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    sample = (EVENTS / "telemetry_spindle_rpm.json").read_bytes()
+
+    async def body(svc: Service) -> None:
+        await nc.publish("mes.ham.cnc-12.telemetry", sample)
+        await nc.publish("mes.ham.cnc-12.telemetry", sample)
+        await nc.publish("mes.ham.cnc-12.telemetry", b"{not json")
+
+        async def done() -> bool:
+            return bool(svc.stats()["events_in"] == 3)
+
+        await wait_for(done, 10, "three events")
+        assert svc.metrics is not None
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(
+            None, lambda: urllib.request.urlopen(svc.metrics.url, timeout=5).read().decode()
+        )
+        lines = set(text.splitlines())
+        assert 'millstream_events_total{route="telemetry-history",status="out"} 1.0' in lines
+        assert 'millstream_events_total{route="telemetry-history",status="duplicate"} 1.0' in lines
+        assert 'millstream_dead_letters_total{reason="malformed_json"} 1.0' in lines
+        assert any(
+            ln.startswith('millstream_lane_latency_seconds_count{lane="bulk"} 3') for ln in lines
+        )
+        assert 'millstream_lane_queue_capacity{lane="critical"} 10000.0' in lines
+
+    await run_service(EXAMPLE, nats_server.url, tmp_path, body, metrics_port=0)

@@ -119,12 +119,16 @@ async def test_stop_ends_the_run_early(nc: NATS) -> None:
     await odoo_in(nc)
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(0.3, stop.set)
+    # erp_rate 0.1: the next Odoo event is 10 s away when stop is set
     report: PlantReport = await asyncio.wait_for(
-        simulate(nc, nc.jetstream(), duration_s=30.0, telemetry_rate=1000.0, stop=stop), 5
+        simulate(
+            nc, nc.jetstream(), duration_s=30.0, telemetry_rate=1000.0, erp_rate=0.1, stop=stop
+        ),
+        5,
     )
     assert 0 < report.telemetry < 1000
     assert report.elapsed_s < 2.0
-    assert report.acked == report.erp
+    assert report.erp == report.acked == 1
 
 
 async def test_odoo_subjects_without_a_stream_are_refused_up_front(nc: NATS) -> None:

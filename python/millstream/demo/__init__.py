@@ -1,5 +1,5 @@
-"""The `millstream demo`: a simulated plant publishing to a running Millstream, with a live view.
+"""`millstream demo`: a simulated plant publishing into a running Millstream, with a live view.
 
-Placeholder so the package imports; `run_demo` (wiring the service) is added by the service
-owner. The plant is `millstream.demo.plant`, the view `millstream.demo.view`.
+`plant` makes the events (`simulate`), `view` shows the router's stats while they flow and
+summarises the run (`LiveView`, `summary_table`), `run` wires them to the service.
 """

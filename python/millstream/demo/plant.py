@@ -537,5 +537,11 @@ async def _paced(
         wait = done / rate - (loop.time() - t0)
         # Ahead of schedule: sleep at least a tick so high rates go out in batches. Behind:
         # only yield, and send the backlog next round.
-        await asyncio.sleep(max(wait, _TICK_S) if wait > 0 else 0)
+        delay = max(wait, _TICK_S) if wait > 0 else 0.0
+        if stop is not None and delay > 0.05:
+            # a slow stream (one event every few seconds) must still notice `stop` at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        else:
+            await asyncio.sleep(delay)
     return worst

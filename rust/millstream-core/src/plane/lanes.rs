@@ -165,3 +165,71 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plane::LaneSpec;
+
+    fn spec(queue: usize) -> LanesSpec {
+        let l = || LaneSpec {
+            queue,
+            batch: 4,
+            objective_ms: 10,
+        };
+        LanesSpec {
+            critical: l(),
+            standard: l(),
+            bulk: l(),
+        }
+    }
+
+    fn event(lane: Lane, n: usize) -> Inbound {
+        Inbound {
+            subject: format!("s.{n}").into(),
+            payload: Bytes::new(),
+            acker: None,
+            delivered: 1,
+            retry: None,
+            lane,
+            received: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn critical_is_served_first_and_a_batch_never_mixes_lanes() {
+        let metrics = Arc::new(Metrics::default());
+        let (tx, mut rx) = channels(&spec(100), metrics);
+        for i in 0..6 {
+            assert!(tx.send(event(Lane::Bulk, i), true).await);
+        }
+        assert!(tx.send(event(Lane::Standard, 6), false).await);
+        assert!(tx.send(event(Lane::Critical, 7), false).await);
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv(&mut buf).await, Some(Lane::Critical));
+        assert_eq!(buf.len(), 1);
+        buf.clear();
+        assert_eq!(rx.recv(&mut buf).await, Some(Lane::Standard));
+        buf.clear();
+        assert_eq!(rx.recv(&mut buf).await, Some(Lane::Bulk));
+        assert_eq!(buf.len(), 4, "one batch is at most the lane's batch size");
+        buf.clear();
+        drop(tx);
+        assert_eq!(rx.recv(&mut buf).await, Some(Lane::Bulk));
+        assert_eq!(buf.len(), 2);
+        buf.clear();
+        assert_eq!(rx.recv(&mut buf).await, None, "closed and empty: drained");
+    }
+
+    #[tokio::test]
+    async fn a_full_lane_sheds_best_effort_events_and_counts_them() {
+        let metrics = Arc::new(Metrics::default());
+        let (tx, _rx) = channels(&spec(3), metrics.clone());
+        for i in 0..10 {
+            assert!(tx.send(event(Lane::Bulk, i), true).await);
+        }
+        let bulk = &metrics.lanes[ix(Lane::Bulk)];
+        assert_eq!(bulk.shed.load(std::sync::atomic::Ordering::Relaxed), 7);
+        assert_eq!(bulk.depth.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+}

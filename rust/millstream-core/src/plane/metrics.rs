@@ -19,9 +19,9 @@ pub const LATENCY_BOUNDS_MS: [f64; 16] = [
 
 #[derive(Default)]
 pub struct LaneMetrics {
-    depth: AtomicI64,
+    pub(crate) depth: AtomicI64,
     capacity: AtomicU64,
-    shed: AtomicU64,
+    pub(crate) shed: AtomicU64,
     processed: AtomicU64,
     buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
     sum_us: AtomicU64,
