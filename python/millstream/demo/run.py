@@ -22,12 +22,18 @@ from millstream.service import Service, async_run
 
 log = logging.getLogger(__name__)
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "manufacturing.yaml"
+EXAMPLE = Path("examples") / "manufacturing.yaml"
 
 
 def default_config() -> Path:
-    """The example config: beside the package in a source checkout (the README's case)."""
-    return EXAMPLE
+    """The example config of a source checkout: under the working directory (the README's
+    case, after `pip install .`), else beside the package (an editable install)."""
+    for candidate in (Path.cwd() / EXAMPLE, Path(__file__).resolve().parents[3] / EXAMPLE):
+        if candidate.is_file():
+            return candidate
+    raise MillstreamError(
+        f"no {EXAMPLE} here: run the demo from a Millstream checkout or pass --config"
+    )
 
 
 async def _settle(service: Service, sent: int, timeout_s: float) -> None:

@@ -417,8 +417,10 @@ def summary_table(stats: Stats, report: PlantReport | None, elapsed_s: float) ->
     (`failed` counts outputs that were not acknowledged). Events dead-lettered before
     routing (malformed, schema, mapping) belong to no route, so the routes' dead letters add
     up to fewer than the router's."""
-    routes = Table(title="routes", box=box.SIMPLE_HEAD, title_justify="left", show_footer=True)
-    cols = ("in", "out", "duplicate", "stale", "dead letter", "failed")
+    routes = Table(
+        title="routes", box=box.SIMPLE_HEAD, title_justify="left", show_footer=True, pad_edge=False
+    )
+    cols = ("in", "out", "duplicate", "stale", "dead\nletter", "failed")
     keys = ("in", "out", "duplicate", "stale", "dead_letter", "failed")
     totals = dict.fromkeys(keys, 0)
     rows = []
@@ -428,9 +430,11 @@ def summary_table(stats: Stats, report: PlantReport | None, elapsed_s: float) ->
         for k in keys:
             totals[k] += row[k]
         rows.append((str(name), row))
-    routes.add_column("route", footer="total")
+    # Route names and counts must never be cut to "…", even piped (80 columns): a two-line
+    # header and no edge padding fit the example config; bigger counts fold onto two lines.
+    routes.add_column("route", footer="total", no_wrap=True)
     for col, k in zip(cols, keys, strict=True):
-        routes.add_column(col, justify="right", footer=f"{totals[k]:,}")
+        routes.add_column(col, justify="right", footer=f"{totals[k]:,}", overflow="fold")
     for name, row in rows:
         routes.add_row(name, *(f"{row[k]:,}" for k in keys))
 
