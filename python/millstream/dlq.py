@@ -33,6 +33,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import nats
 import nats.errors
@@ -165,7 +166,9 @@ def _header(headers: dict[str, str], name: str) -> str | None:
     if value is None:
         lower = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lower), None)
-    return value if value else None
+    # The data plane percent-encodes header values (controls, `%`, `"` and non-ASCII), as
+    # the CloudEvents NATS binding does, so a detail can never break the header block.
+    return unquote(value) if value else None
 
 
 def _dead_letter(raw: RawStreamMsg) -> DeadLetter:

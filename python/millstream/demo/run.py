@@ -59,7 +59,11 @@ async def run_demo(
     console: Console | None = None,
 ) -> tuple[dict[str, Any], PlantReport, float]:
     """Run the demo; returns the router's final stats, what the plant sent, and seconds."""
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            # piped or logged: no width to respect, so keep the summary's rows on one line
+            console = Console(width=200)
     config = load_config(config_path)
     ready: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
     shutdown = asyncio.Event()
