@@ -505,3 +505,52 @@ async def test_prometheus_endpoint_reports_the_running_router(
         assert 'millstream_lane_queue_capacity{lane="critical"} 10000.0' in lines
 
     await run_service(EXAMPLE, nats_server.url, tmp_path, body, metrics_port=0)
+
+
+async def test_failed_output_naks_then_dead_letters_then_replays_after_the_fix(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    from millstream import dlq
+
+    js = nc.jetstream()
+    moves = [stock_move(i) for i in (101, 102, 103)]
+
+    async def body(svc: Service) -> None:
+        # the output stream disappears (an operator mistake, a lost cluster): every
+        # at-least-once publish is refused
+        out_cfg = (await js.stream_info("MFG_OUT")).config
+        await js.delete_stream("MFG_OUT")
+        for m in moves:
+            await js.publish("odoo.stock_move", m)
+
+        async def dead() -> bool:
+            return bool(svc.stats()["outputs"]["dead_letters"] == len(moves))
+
+        await wait_for(dead, 30, "the events to exhaust max_deliver")
+        stats = svc.stats()
+        # max_deliver 5: four naks with backoff, then the dead letter on the fifth delivery
+        assert stats["outputs"]["naks"] == 4 * len(moves)
+        assert stats["inputs"]["received"] == 5 * len(moves)
+        assert await consumer_done(nc), "the inputs are acked once they are dead letters"
+        letters = await dlq.list_dead_letters(js, "MILLSTREAM_DLQ", reason="output_failed")
+        assert sorted(d.payload for d in letters) == sorted(moves)
+        assert {d.attempt for d in letters} == {5}
+        # the detail says which output failed and why
+        assert all(
+            "route inventory-movements: no stream found" in (d.detail or "") for d in letters
+        ), letters[0].detail
+
+        # the fix: the stream is back; replay what was kept
+        await js.add_stream(out_cfg)
+        report = await dlq.replay(
+            js, nc, "MILLSTREAM_DLQ", dlq.DeadLetterFilter(reason="output_failed"), remove=True
+        )
+        assert len(report.replayed) == len(moves) and not report.failed
+
+        async def delivered() -> bool:
+            return await messages(nc, "MFG_OUT") == len(moves)
+
+        await wait_for(delivered, 20, "the replayed events to reach MFG_OUT")
+        assert await messages(nc, "MILLSTREAM_DLQ") == 0
+
+    await run_service(fault_config(tmp_path), nats_server.url, tmp_path, body)

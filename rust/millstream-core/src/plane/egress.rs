@@ -208,7 +208,7 @@ async fn complete(
                         true
                     }
                     Err(e) => {
-                        errors.push(format!("route {route_ix}: {e}"));
+                        errors.push(format!("route {}: {e}", route_name(&shared, route_ix)));
                         false
                     }
                 };
@@ -234,7 +234,7 @@ async fn complete(
                 if let Some(id) = dedup_id {
                     settled.push((route_ix, id, false));
                 }
-                errors.push(error);
+                errors.push(format!("route {}: {error}", route_name(&shared, route_ix)));
             }
             Pending::DeadLetter(ack) => {
                 let r = match ack {
@@ -316,6 +316,10 @@ async fn complete(
             }
         }
     }
+}
+
+fn route_name(shared: &Shared, ix: usize) -> &str {
+    shared.metrics.routes.get(ix).map_or("?", |(n, _)| n)
 }
 
 /// Publish the original payload to `<prefix>.<reason>` with headers that say why.
