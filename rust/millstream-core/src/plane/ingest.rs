@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::lanes::{Inbound, LaneSenders, Retry};
 use super::metrics::Metrics;
@@ -43,6 +44,7 @@ pub(crate) async fn start(
     senders: &LaneSenders,
     classifier: &Classifier,
     metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, PlaneError> {
     let mut tasks = Vec::new();
     for input in inputs {
@@ -67,6 +69,7 @@ pub(crate) async fn start(
                         senders.clone(),
                         lanes(),
                         metrics.clone(),
+                        stop.clone(),
                     )));
                 }
             }
@@ -90,6 +93,7 @@ pub(crate) async fn start(
                     senders.clone(),
                     lanes(),
                     metrics.clone(),
+                    stop.clone(),
                 )));
             }
         }
@@ -102,8 +106,27 @@ async fn core_loop(
     senders: LaneSenders,
     mut lanes: Lanes,
     metrics: Arc<Metrics>,
+    stop: CancellationToken,
 ) {
-    while let Some(msg) = sub.next().await {
+    let mut stopping = false;
+    loop {
+        let next = if stopping {
+            // unsubscribed: take what the client already holds for us, briefly
+            tokio::time::timeout(Duration::from_millis(100), sub.next())
+                .await
+                .ok()
+                .flatten()
+        } else {
+            tokio::select! {
+                m = sub.next() => m,
+                () = stop.cancelled() => {
+                    stopping = true;
+                    let _ = sub.unsubscribe().await;
+                    continue;
+                }
+            }
+        };
+        let Some(msg) = next else { break };
         metrics
             .received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -123,6 +146,9 @@ async fn core_loop(
     }
 }
 
+/// How long one pull request waits for messages when the stream has none.
+const PULL_EXPIRES: Duration = Duration::from_millis(500);
+
 async fn pull_loop(
     consumer: PullConsumer,
     batch: usize,
@@ -130,31 +156,37 @@ async fn pull_loop(
     senders: LaneSenders,
     mut lanes: Lanes,
     metrics: Arc<Metrics>,
+    stop: CancellationToken,
 ) {
-    loop {
-        // A continuous pull: the client keeps `batch` messages requested ahead. Lanes are
-        // bounded, so a slow worker stops the pull and the backlog stays in the stream.
-        let mut messages = match consumer
-            .stream()
-            .max_messages_per_batch(batch)
-            .messages()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                metrics.error(format!("pull: {e}"));
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+    // One pull request at a time, each finished before the next: when the plane stops, the
+    // current batch is queued and processed whole and no request is left open, so no message
+    // is left delivered-but-unacked to wait out `ack_wait` (a continuous pull would leave its
+    // read-ahead buffer behind). Lanes are bounded, so a slow worker slows the pulls and the
+    // backlog stays in the stream.
+    while !stop.is_cancelled() {
+        let request = consumer
+            .batch()
+            .max_messages(batch)
+            .expires(PULL_EXPIRES)
+            .messages();
+        let mut messages = tokio::select! {
+            r = request => match r {
+                Ok(m) => m,
+                Err(e) => {
+                    metrics.error(format!("pull: {e}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
         };
         while let Some(item) = messages.next().await {
             let msg = match item {
                 Ok(m) => m,
                 Err(e) => {
-                    // missed heartbeats while the server restarts, and the like: the
-                    // stream re-requests on its own
+                    // e.g. the server went away mid-request; the next request retries
                     metrics.error(format!("pull: {e}"));
-                    continue;
+                    break;
                 }
             };
             metrics
@@ -176,6 +208,5 @@ async fn pull_loop(
                 return;
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::pipeline::Pipeline;
@@ -141,6 +142,7 @@ pub struct Plane {
     runtime: Option<tokio::runtime::Runtime>,
     shared: Arc<Shared>,
     ingest: Vec<JoinHandle<()>>,
+    stop_intake: CancellationToken,
     worker: Option<JoinHandle<()>>,
     snapshots: Option<(state::StateStore, JoinHandle<()>)>,
     final_stats: Option<serde_json::Value>,
@@ -164,12 +166,19 @@ impl Plane {
             .build()
             .map_err(|e| PlaneError::Runtime(e.to_string()))?;
         let metrics = Arc::new(Metrics::new(pipeline.route_names()));
-        let started = runtime.block_on(Self::start_async(pipeline, spec, metrics));
+        let stop_intake = CancellationToken::new();
+        let started = runtime.block_on(Self::start_async(
+            pipeline,
+            spec,
+            metrics,
+            stop_intake.clone(),
+        ));
         match started {
             Ok((shared, ingest, worker, snapshots)) => Ok(Plane {
                 runtime: Some(runtime),
                 shared,
                 ingest,
+                stop_intake,
                 worker: Some(worker),
                 snapshots,
                 final_stats: None,
@@ -186,6 +195,7 @@ impl Plane {
         pipeline: Pipeline,
         spec: PlaneSpec,
         metrics: Arc<Metrics>,
+        stop_intake: CancellationToken,
     ) -> Result<
         (
             Arc<Shared>,
@@ -248,8 +258,16 @@ impl Plane {
             route_ix,
         });
         let (senders, receivers) = lanes::channels(&spec.lanes, metrics.clone());
-        let ingest =
-            ingest::start(&client, &js, &spec.inputs, &senders, &classifier, &metrics).await?;
+        let ingest = ingest::start(
+            &client,
+            &js,
+            &spec.inputs,
+            &senders,
+            &classifier,
+            &metrics,
+            &stop_intake,
+        )
+        .await?;
         drop(senders);
         let worker = tokio::spawn(lanes::worker(shared.clone(), receivers));
         let snapshots = snapshots.map(|(store, every)| {
@@ -290,16 +308,18 @@ impl Plane {
         let ingest = std::mem::take(&mut self.ingest);
         let worker = self.worker.take();
         let snapshots = self.snapshots.take();
+        let stop_intake = self.stop_intake.clone();
         let result = rt.block_on(async move {
-            // 1. stop intake: the ingest tasks own the lane senders, so ending them closes
-            //    the lanes once what is queued has been taken.
-            for task in &ingest {
-                task.abort();
-            }
-            for task in ingest {
-                let _ = task.await;
-            }
             let deadline = tokio::time::Instant::now() + timeout;
+            // 1. stop intake: subscriptions end, the pull in progress finishes its batch. The
+            //    ingest tasks own the lane senders, so their end closes the lanes once what is
+            //    queued has been taken.
+            stop_intake.cancel();
+            for mut task in ingest {
+                if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                    task.abort();
+                }
+            }
             // 2. the worker finishes every queued batch, then stops.
             if let Some(w) = worker {
                 if tokio::time::timeout_at(deadline, w).await.is_err() {
