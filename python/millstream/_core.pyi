@@ -97,7 +97,7 @@ class Plane:
     """The running data plane: NATS in, pipeline, NATS out, all in Rust on its own tokio
     runtime. Every method releases the GIL while it waits."""
 
-    def __init__(self, plan_json: str, plane_json: str, threads: int = 1) -> None:
+    def __new__(cls, plan_json: str, plane_json: str, threads: int = 1) -> Plane:
         """Connect, restore dedup/stale state, subscribe, start routing. Raises
         `millstream.errors.PlanError` for a bad plan, `PlaneError` when NATS, a stream, a
         consumer or the state bucket is not there."""
