@@ -1,5 +1,6 @@
 """Type stubs for the Rust extension `millstream._core` (checked with mypy.stubtest)."""
 
+from collections.abc import Callable
 from typing import Any, final
 
 __all__ = [
@@ -10,12 +11,19 @@ __all__ = [
     "Plane",
     "__version__",
     "reason_codes",
+    "run_load",
 ]
 
 __version__: str
 
 def reason_codes() -> list[str]:
     """Every dead-letter reason code the core can emit."""
+
+def run_load(
+    spec_json: str, progress: Callable[[dict[str, Any]], object] | None = None
+) -> dict[str, Any]:
+    """Run the end-to-end benchmark's open-loop generator and counting sink (Rust) and return
+    the sink's report; `progress(dict)` is called about twice a second."""
 
 @final
 class CoreRouter:

@@ -44,7 +44,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_metrics:
         port = None
     return service.run(
-        args.config, nats_url=args.nats_url, metrics_port=port, store_dir=args.store_dir
+        args.config,
+        nats_url=args.nats_url,
+        metrics_port=port,
+        store_dir=args.store_dir,
+        passthrough=args.passthrough,
+        ready_file=args.ready_file,
     )
 
 
@@ -64,6 +69,12 @@ def _dlq(args: argparse.Namespace) -> int:
     from millstream import dlq
 
     return dlq.main(args)
+
+
+def _bench_e2e(args: argparse.Namespace) -> int:
+    from millstream.bench import e2e
+
+    return e2e.run(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -93,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--store-dir", type=Path, default=Path(".millstream"), help="embedded server's data"
     )
+    run.add_argument("--ready-file", type=Path, help="write the NATS URL here once routing")
+    run.add_argument(
+        "--passthrough",
+        action="store_true",
+        help="benchmark ceiling: relay every input unchanged to passthrough.<subject>",
+    )
     run.set_defaults(func=_run)
 
     demo = sub.add_parser("demo", help="router + simulated plant on an embedded nats-server")
@@ -116,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     core_bench.add_arguments(core)
     core.set_defaults(func=_bench)
+    e2e = bench_sub.add_parser(
+        "e2e", help="generator -> NATS -> router -> NATS -> sink: millstream, passthrough, python"
+    )
+    from millstream.bench import e2e as e2e_bench
+
+    e2e_bench.add_arguments(e2e)
+    e2e.set_defaults(func=_bench_e2e)
     return p
 
 

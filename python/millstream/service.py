@@ -81,6 +81,9 @@ def run(
     nats_url: str | None = None,
     metrics_port: int | EllipsisType | None = ...,
     store_dir: str | Path = ".millstream",
+    *,
+    passthrough: bool = False,
+    ready_file: str | Path | None = None,
 ) -> int:
     """Run the service until SIGINT/SIGTERM, on uvloop. Returns 0 after a clean drain; a
     problem that stops it raises a `MillstreamError` (`ConfigError`, `ConnectError`,
@@ -93,7 +96,15 @@ def run(
     config = load_config(config_path)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(
-            async_run(config, nats_url=nats_url, metrics_port=metrics_port, store_dir=store_dir)
+            async_run(
+                config,
+                nats_url=nats_url,
+                metrics_port=metrics_port,
+                store_dir=store_dir,
+                passthrough=passthrough,
+                # for scripts and harnesses: the file appears once the router is routing
+                ready=None if ready_file is None else lambda svc: _write_ready(ready_file, svc),
+            )
         )
     return 0
 
@@ -109,6 +120,7 @@ async def async_run(
     drain_timeout: float = DRAIN_TIMEOUT_S,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     handle_signals: bool = True,
+    passthrough: bool = False,
 ) -> dict[str, Any]:
     """Start everything, wait for `shutdown` (set by SIGINT/SIGTERM when `handle_signals`),
     drain, and return the data plane's final stats (`{}` when shutdown came before the plane
@@ -125,7 +137,7 @@ async def async_run(
         try:
             return await _serve(
                 config, plan, nats_url, shutdown, ready, port, Path(store_dir),
-                drain_timeout, connect_timeout, stack,
+                drain_timeout, connect_timeout, stack, passthrough,
             )  # fmt: skip
         except _ShutdownDuringStart:
             log.info("shutdown requested while starting; stopped")
@@ -143,6 +155,7 @@ async def _serve(
     drain_timeout: float,
     connect_timeout: float,
     stack: AsyncExitStack,
+    passthrough: bool = False,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     url = nats_url or config.nats.url
@@ -170,7 +183,9 @@ async def _serve(
     # (and tests that stand a Plane in) work with an extension built without it.
     from millstream._core import Plane
 
-    plane_json = compile_plane(config, url)
+    plane_json = compile_plane(config, url, passthrough=passthrough)
+    if passthrough:
+        log.warning("passthrough: every stage is off, inputs are relayed to passthrough.<subject>")
     try:
         plane = await loop.run_in_executor(None, Plane, json.dumps(plan), json.dumps(plane_json))
     except (PlanError, PlaneError) as e:
@@ -231,6 +246,12 @@ async def _serve(
         why = stats.get("last_error") or "see the log above for why"
         raise PlaneError(f"the data plane stopped on its own: {why}")
     return stats
+
+
+def _write_ready(path: str | Path, service: Service) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(service.url + "\n")
+    tmp.replace(path)  # atomic: a watcher never reads a half-written file
 
 
 async def _wait(plane: Plane, shutdown: asyncio.Event) -> bool:

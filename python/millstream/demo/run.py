@@ -14,6 +14,7 @@ import nats
 import uvloop
 from rich.console import Console
 
+from millstream.bench.core import find_config
 from millstream.config import load_config
 from millstream.demo.plant import PlantReport, simulate
 from millstream.demo.view import LiveView, summary_table
@@ -21,19 +22,6 @@ from millstream.errors import MillstreamError
 from millstream.service import Service, async_run
 
 log = logging.getLogger(__name__)
-
-EXAMPLE = Path("examples") / "manufacturing.yaml"
-
-
-def default_config() -> Path:
-    """The example config of a source checkout: under the working directory (the README's
-    case, after `pip install .`), else beside the package (an editable install)."""
-    for candidate in (Path.cwd() / EXAMPLE, Path(__file__).resolve().parents[3] / EXAMPLE):
-        if candidate.is_file():
-            return candidate
-    raise MillstreamError(
-        f"no {EXAMPLE} here: run the demo from a Millstream checkout or pass --config"
-    )
 
 
 async def _settle(service: Service, sent: int, timeout_s: float) -> None:
@@ -125,7 +113,7 @@ def main(
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(
             run_demo(
-                config_path or default_config(),
+                find_config(config_path),
                 duration_s=duration_s,
                 telemetry_rate=telemetry_rate,
                 erp_rate=erp_rate,

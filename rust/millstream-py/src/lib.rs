@@ -483,6 +483,109 @@ impl Plane {
     }
 }
 
+/// `run_load`'s spec as Python writes it (`millstream.bench.e2e.Load.spec`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadSpecJson {
+    url: String,
+    templates: Vec<(String, String)>,
+    base_ts_ms: u64,
+    rate_per_s: f64,
+    duration_s: f64,
+    warmup_s: f64,
+    publish: PublishJson,
+    sink: SinkJson,
+    marker: String,
+    settle_s: f64,
+}
+
+#[derive(serde::Deserialize)]
+enum PublishJson {
+    #[serde(rename = "core")]
+    Core,
+    #[serde(rename = "jetstream")]
+    JetStream { window: usize },
+}
+
+#[derive(serde::Deserialize)]
+enum SinkJson {
+    #[serde(rename = "core")]
+    Core { subject: String },
+    #[serde(rename = "stream")]
+    Stream {
+        stream: String,
+        filter: Option<String>,
+    },
+}
+
+fn secs(s: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Run the end-to-end benchmark's open-loop generator and counting sink (Rust, its own
+/// runtime) and return the sink's report. `progress(dict)` is called about twice a second.
+#[pyfunction]
+#[pyo3(signature = (spec_json, progress=None))]
+fn run_load(py: Python<'_>, spec_json: &str, progress: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    use millstream_loadgen as lg;
+    let j: LoadSpecJson = serde_json::from_str(spec_json)
+        .map_err(|e| py_error(py, "MillstreamError", format!("bad load spec: {e}")))?;
+    let spec = lg::LoadSpec {
+        url: j.url,
+        templates: j.templates,
+        base_ts_ms: j.base_ts_ms,
+        rate_per_s: j.rate_per_s,
+        duration: secs(j.duration_s),
+        warmup: secs(j.warmup_s),
+        publish: match j.publish {
+            PublishJson::Core => lg::Publish::Core,
+            PublishJson::JetStream { window } => lg::Publish::JetStream { window },
+        },
+        sink: match j.sink {
+            SinkJson::Core { subject } => lg::Sink::Core { subject },
+            SinkJson::Stream { stream, filter } => lg::Sink::Stream { stream, filter },
+        },
+        marker: j.marker,
+        settle: secs(j.settle_s),
+    };
+    let report = py.detach(|| {
+        let show = |p: &lg::Progress| {
+            if let Some(cb) = &progress {
+                Python::attach(|py| {
+                    let d = PyDict::new(py);
+                    let _ = d.set_item("elapsed_s", p.elapsed_s);
+                    let _ = d.set_item("sent", p.sent);
+                    let _ = d.set_item("received", p.received);
+                    // a failing progress callback must not stop the measurement
+                    let _ = cb.call1(py, (d,));
+                });
+            }
+        };
+        lg::run(&spec, &show)
+    });
+    let r = report.map_err(|e| py_error(py, "MillstreamError", e.to_string()))?;
+    let v = serde_json::json!({
+        "sent": r.sent,
+        "publish_errors": r.publish_errors,
+        "received": r.received,
+        "distinct": r.distinct,
+        "duplicates": r.duplicates,
+        "lost": r.lost,
+        "unparsable": r.unparsable,
+        "offered_per_s": r.offered_per_s,
+        "delivered_per_s": r.delivered_per_s,
+        "latency_ms": {
+            "p50": r.latency_ms.p50,
+            "p99": r.latency_ms.p99,
+            "p999": r.latency_ms.p999,
+            "max": r.latency_ms.max,
+        },
+        "generator_lag_ms": r.generator_lag_ms,
+        "elapsed_s": r.elapsed_s,
+    });
+    json_to_py(py, &v)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreRouter>()?;
@@ -491,6 +594,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Delivery>()?;
     m.add_class::<Plane>()?;
     m.add_function(wrap_pyfunction!(reason_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(run_load, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

