@@ -556,3 +556,52 @@ async def test_failed_output_naks_then_dead_letters_then_replays_after_the_fix(
         assert await messages(nc, "MILLSTREAM_DLQ") == 0
 
     await run_service(fault_config(tmp_path), nats_server.url, tmp_path, body)
+
+
+async def test_dedup_state_from_base_and_deltas_survives_kill_9(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    config = fault_config(tmp_path)  # snapshots every 500 ms
+    log = tmp_path / "router.log"
+    base = json.loads((EVENTS / "telemetry_spindle_rpm.json").read_text())
+
+    def sample(i: int) -> bytes:
+        return json.dumps(dict(base, ts=base["ts"] + i)).encode()
+
+    outputs: list[bytes] = []
+
+    async def take(msg: Msg) -> None:
+        outputs.append(msg.data)
+
+    await nc.subscribe("mfg.telemetry.>", cb=take)
+
+    async def routed(n: int) -> None:
+        async def enough() -> bool:
+            return len(outputs) >= n
+
+        await wait_for(enough, 30, f"{n} telemetry outputs")
+
+    router = start_router(config, nats_server.url, log)
+    try:
+        await wait_stream(nc, "MFG_OUT")  # provisioned: the router is up
+        await asyncio.sleep(0.5)
+        await nc.publish("mes.ham.cnc-12.telemetry", sample(1))
+        await routed(1)
+        await asyncio.sleep(1.5)  # a full snapshot, then deltas
+        await nc.publish("mes.ham.cnc-12.telemetry", sample(2))
+        await routed(2)
+        await asyncio.sleep(1.5)  # sample 2 is only in a delta
+        router.kill()
+        router.wait(10)
+
+        router = start_router(config, nats_server.url, log)
+        await asyncio.sleep(2.0)
+        for i in (1, 2, 3):
+            await nc.publish("mes.ham.cnc-12.telemetry", sample(i))
+        await routed(3)
+        await asyncio.sleep(0.5)
+    finally:
+        router.send_signal(signal.SIGTERM)
+        router.wait(30)
+    # samples 1 (base) and 2 (delta) were judged duplicates after the crash; 3 is new
+    assert len(outputs) == 3, [json.loads(o)["observed_at"] for o in outputs]

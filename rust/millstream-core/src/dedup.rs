@@ -122,6 +122,49 @@ pub struct DedupCache {
     table: HashTable<u32>,
     clock: Clock,
     last_sweep: u32,
+    journal: Journal<(KeyHash, u32)>,
+}
+
+/// Entries committed since the last snapshot, so a snapshot can write only what changed
+/// (a full table of a million keys is 24 MB; a few seconds of new keys is a small fraction).
+/// Off unless the data plane saves state; bounded by the table's capacity, beyond which it
+/// gives up and the next snapshot is a full one.
+pub(crate) struct Journal<T> {
+    on: bool,
+    lost: bool,
+    entries: Vec<T>,
+}
+
+impl<T> Journal<T> {
+    pub(crate) fn new() -> Self {
+        Journal {
+            on: false,
+            lost: false,
+            entries: Vec::new(),
+        }
+    }
+    pub(crate) fn start(&mut self) {
+        self.on = true;
+        self.lost = true; // nothing saved yet: the first snapshot is a full one
+        self.entries.clear();
+    }
+    pub(crate) fn push(&mut self, entry: T, capacity: usize) {
+        if !self.on || self.lost {
+            return;
+        }
+        if self.entries.len() >= capacity {
+            self.lost = true;
+            self.entries = Vec::new();
+            return;
+        }
+        self.entries.push(entry);
+    }
+    /// What changed since the last call, or None when only a full snapshot will do.
+    pub(crate) fn take(&mut self) -> Option<Vec<T>> {
+        let lost = std::mem::take(&mut self.lost);
+        let entries = std::mem::take(&mut self.entries);
+        (!lost).then_some(entries)
+    }
 }
 
 impl DedupCache {
@@ -133,7 +176,26 @@ impl DedupCache {
             table: HashTable::with_hasher(PassThrough),
             clock: Clock::new(),
             last_sweep: 0,
+            journal: Journal::new(),
         }
+    }
+
+    /// Record committed keys from now on, for `take_changes` (the data plane's snapshots).
+    pub fn track_changes(&mut self) {
+        self.journal.start();
+    }
+
+    /// Keys committed since the last call (with the Unix millisecond they were seen), or
+    /// None when a full `export` is needed (first snapshot, or too many changes).
+    pub fn take_changes(&mut self) -> Option<Vec<(KeyHash, u64)>> {
+        let changes = self.journal.take()?;
+        let epoch = self.clock.epoch_ms.unwrap_or(0);
+        Some(
+            changes
+                .into_iter()
+                .map(|(k, t)| (k, epoch + u64::from(t) * TICK_MS))
+                .collect(),
+        )
     }
 
     fn expired(&self, seen: u32, now: u32) -> bool {
@@ -151,7 +213,8 @@ impl DedupCache {
 
     /// Remember `key` as seen at `now_ms` (committed: a best-effort output was handed over).
     pub fn remember(&mut self, key: KeyHash, now_ms: u64) {
-        self.insert(key, now_ms, 0);
+        let t = self.insert(key, now_ms, 0);
+        self.journal.push((key, t), self.capacity);
     }
 
     /// Hold `key` while an at-least-once output is in flight: later copies count as
@@ -166,10 +229,12 @@ impl DedupCache {
     pub fn confirm(&mut self, key: KeyHash) {
         if let Some(seen) = self.table.get_mut(&key) {
             *seen &= TICKS;
+            let t = *seen;
+            self.journal.push((key, t), self.capacity);
         }
     }
 
-    fn insert(&mut self, key: KeyHash, now_ms: u64, flag: u32) {
+    fn insert(&mut self, key: KeyHash, now_ms: u64, flag: u32) -> u32 {
         let now = self.clock.ticks(now_ms);
         if now.saturating_sub(self.last_sweep) >= self.window_ticks {
             self.last_sweep = now;
@@ -181,6 +246,7 @@ impl DedupCache {
             evict_oldest(&mut self.table, |&t| t & TICKS);
         }
         self.table.insert(key, now | flag);
+        now
     }
 
     /// Forget `key`, e.g. when its output failed.
@@ -321,6 +387,33 @@ mod tests {
         assert!(!d.is_duplicate(a, 1_070_000));
         // b's window still ends 60 s after it was first seen
         assert!(!d.is_duplicate(b, 1_110_000));
+    }
+
+    #[test]
+    fn changes_since_the_last_snapshot_only_committed_keys() {
+        let mut c = DedupCache::new(60_000, 4);
+        let (a, b, r) = (KeyHash::of("a"), KeyHash::of("b"), KeyHash::of("r"));
+        c.remember(a, 1_000);
+        c.track_changes();
+        assert_eq!(
+            c.take_changes(),
+            None,
+            "the first snapshot after tracking starts is full"
+        );
+        c.remember(b, 2_000);
+        c.reserve(r, 2_000);
+        assert_eq!(c.take_changes(), Some(vec![(b, 2_000)]));
+        c.confirm(r);
+        assert_eq!(c.take_changes(), Some(vec![(r, 2_000)]));
+        assert_eq!(c.take_changes(), Some(vec![]));
+        for i in 0..10 {
+            c.remember(KeyHash::of(&i.to_string()), 3_000);
+        }
+        assert_eq!(
+            c.take_changes(),
+            None,
+            "more changes than capacity: take a full one"
+        );
     }
 
     #[test]

@@ -583,6 +583,58 @@ impl Pipeline {
             .collect()
     }
 
+    /// Start recording what changes, so `changed_state` can return only that.
+    pub fn track_changes(&mut self) {
+        for r in &mut self.routes {
+            if let Some(d) = &mut r.dedup {
+                d.cache.track_changes();
+            }
+            if let Some(s) = &mut r.stale {
+                s.guard.track_changes();
+            }
+        }
+    }
+
+    /// For every route with state: what changed since the last call (`false`), or its whole
+    /// state (`true`) when a delta will not do (the first call, or more changes than the
+    /// route's capacity).
+    pub fn changed_state(&mut self) -> Vec<(RouteState, bool)> {
+        let mut out = Vec::new();
+        for r in &mut self.routes {
+            if r.dedup.is_none() && r.stale.is_none() {
+                continue;
+            }
+            let dedup = r.dedup.as_mut().map(|d| d.cache.take_changes());
+            let stale = r.stale.as_mut().map(|s| s.guard.take_changes());
+            let full = matches!(dedup, Some(None)) || matches!(stale, Some(None));
+            let state = if full {
+                RouteState {
+                    route: r.name.to_string(),
+                    fingerprint: r.fingerprint,
+                    dedup: r
+                        .dedup
+                        .as_ref()
+                        .map(|d| d.cache.export())
+                        .unwrap_or_default(),
+                    stale: r
+                        .stale
+                        .as_ref()
+                        .map(|s| s.guard.export())
+                        .unwrap_or_default(),
+                }
+            } else {
+                RouteState {
+                    route: r.name.to_string(),
+                    fingerprint: r.fingerprint,
+                    dedup: dedup.flatten().unwrap_or_default(),
+                    stale: stale.flatten().unwrap_or_default(),
+                }
+            };
+            out.push((state, full));
+        }
+        out
+    }
+
     /// Restore one route's state; `None` when no route of that name has the same
     /// definition (a renamed route, or changed keys or window, starts empty).
     pub fn import_state(&mut self, state: &RouteState, now_ms: u64) -> Option<(usize, usize)> {

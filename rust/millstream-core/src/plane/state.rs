@@ -3,10 +3,16 @@
 //! loaded before the first event is taken. The object store chunks large snapshots, so a
 //! route with a million keys (24 MB) needs no special handling.
 //!
+//! Most saves write only what changed since the previous one (a delta object per route);
+//! every `MAX_DELTAS` saves, or when changes outgrow the route's capacity, a full snapshot
+//! replaces the base and the deltas are deleted. Restore reads the base, then the deltas in
+//! order.
+//!
 //! What a restart can let through is what was committed after the last snapshot (at most
 //! `snapshot_every`); on at-least-once routes the output's `Nats-Msg-Id` closes that gap,
 //! since JetStream drops a republish with the same id within the stream's duplicate window.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +25,17 @@ use crate::dedup::KeyHash;
 use crate::pipeline::{Pipeline, RouteState};
 
 const MAGIC: &[u8; 4] = b"MSS1";
+/// Deltas written before the next save is a full snapshot (a minute at the default 5 s).
+const MAX_DELTAS: usize = 12;
 
 #[derive(Clone)]
 pub(crate) struct StateStore {
     store: ObjectStore,
     bucket: String,
     prefix: String,
+    /// Per route, how many delta objects follow its base. Behind an async lock, which also
+    /// keeps the periodic save and the drain's final save from interleaving.
+    deltas: Arc<tokio::sync::Mutex<HashMap<String, usize>>>,
 }
 
 impl StateStore {
@@ -44,11 +55,42 @@ impl StateStore {
             store,
             bucket: bucket.to_owned(),
             prefix: config_name.to_owned(),
+            deltas: Arc::default(),
         })
     }
 
     fn object(&self, route: &str) -> String {
         format!("{}/{}", self.prefix, route)
+    }
+
+    fn delta(&self, route: &str, n: usize) -> String {
+        format!("{}/{}/{}", self.prefix, route, n)
+    }
+
+    /// The object's bytes, or None if there is no such object.
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, PlaneError> {
+        let mut object = match self.store.get(name).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.err(format!("get {name}: {e}"))),
+        };
+        let mut buf = Vec::new();
+        object
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| self.err(format!("read {name}: {e}")))?;
+        Ok(Some(buf))
+    }
+
+    async fn write(&self, name: &str, state: &RouteState) -> Result<(), PlaneError> {
+        let bytes = encode(state);
+        self.store
+            .put(name, &mut bytes.as_ref())
+            .await
+            .map_err(|e| self.err(format!("put {name}: {e}")))?;
+        Ok(())
     }
 
     fn err(&self, detail: String) -> PlaneError {
@@ -58,42 +100,71 @@ impl StateStore {
         }
     }
 
-    /// Load every route's snapshot that still matches its definition.
+    /// Load every route's base snapshot and its deltas (where they still match the route's
+    /// definition), then start recording changes for the next save.
     pub(crate) async fn restore(&self, pipeline: &mut Pipeline) -> Result<usize, PlaneError> {
         let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
         let mut loaded = 0;
         for route in pipeline.export_state() {
-            let name = self.object(&route.route);
-            let mut object = match self.store.get(&name).await {
-                Ok(o) => o,
-                Err(e) if e.kind() == jetstream::object_store::GetErrorKind::NotFound => continue,
-                Err(e) => return Err(self.err(format!("get {name}: {e}"))),
-            };
-            let mut buf = Vec::new();
-            object
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| self.err(format!("read {name}: {e}")))?;
-            let state = decode(&buf).map_err(|e| self.err(format!("{name}: {e}")))?;
-            if let Some((d, s)) = pipeline.import_state(&state, now_ms) {
-                loaded += d + s;
+            let mut names = vec![self.object(&route.route)];
+            let mut parts = Vec::new();
+            let mut n = 0;
+            while let Some(name) = names.pop() {
+                let Some(buf) = self.read(&name).await? else {
+                    break;
+                };
+                parts.push(decode(&buf).map_err(|e| self.err(format!("{name}: {e}")))?);
+                n += 1;
+                names.push(self.delta(&route.route, n));
+            }
+            for state in &parts {
+                if let Some((d, s)) = pipeline.import_state(state, now_ms) {
+                    loaded += d + s;
+                }
+            }
+            if n > 0 {
+                // the first save (a full one) deletes the deltas found here
+                self.deltas.lock().await.insert(route.route.clone(), n - 1);
             }
         }
+        // numbering restarts, so the next save is a full one (track_changes asks for it)
+        pipeline.track_changes();
         Ok(loaded)
     }
 
-    /// Write a snapshot of every route with state; returns the number of keys written.
+    /// Write what changed since the last save (or a full snapshot where one is due);
+    /// returns the number of keys written.
     pub(crate) async fn save(&self, shared: &Shared) -> Result<usize, PlaneError> {
-        let states = shared.pipeline().export_state();
+        let mut deltas = self.deltas.lock().await;
+        let changes = shared.pipeline().changed_state();
         let mut keys = 0;
-        for state in states {
-            keys += state.dedup.len() + state.stale.len();
-            let bytes = encode(&state);
-            let name = self.object(&state.route);
-            self.store
-                .put(name.as_str(), &mut bytes.as_ref())
-                .await
-                .map_err(|e| self.err(format!("put {name}: {e}")))?;
+        for (state, full) in changes {
+            let count = deltas.get(&state.route).copied();
+            let compact = !full && count.is_some_and(|c| c >= MAX_DELTAS);
+            if full || compact || count.is_none() {
+                let state = if full {
+                    state
+                } else {
+                    // due for compaction: the whole route (its changes are in it too)
+                    let mut all = shared.pipeline().export_state();
+                    match all.iter().position(|s| s.route == state.route) {
+                        Some(i) => all.swap_remove(i),
+                        None => continue,
+                    }
+                };
+                keys += state.dedup.len() + state.stale.len();
+                self.write(&self.object(&state.route), &state).await?;
+                for n in 1..=count.unwrap_or(0) {
+                    // best effort: a leftover delta only re-adds keys the base has
+                    let _ = self.store.delete(self.delta(&state.route, n)).await;
+                }
+                deltas.insert(state.route, 0);
+            } else if !state.dedup.is_empty() || !state.stale.is_empty() {
+                let n = count.unwrap_or(0) + 1;
+                keys += state.dedup.len() + state.stale.len();
+                self.write(&self.delta(&state.route, n), &state).await?;
+                deltas.insert(state.route, n);
+            }
         }
         Ok(keys)
     }
