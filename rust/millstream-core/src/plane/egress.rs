@@ -27,28 +27,34 @@ use crate::{Reason, Rejection};
 /// (a CR/LF would end the header), `%` itself, and (by `utf8_percent_encode`) all non-ASCII.
 const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b'%').add(b'"');
 
-fn enc(v: &str) -> String {
-    utf8_percent_encode(v, HEADER_VALUE).to_string()
+fn enc(v: &str) -> std::borrow::Cow<'_, str> {
+    // Nearly every value is plain ASCII: skip the encoder's formatting machinery then.
+    if v.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'%' && b != b'"')
+    {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    std::borrow::Cow::Owned(utf8_percent_encode(v, HEADER_VALUE).to_string())
 }
 
 fn ce_headers(a: &CeAttributes, route: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("ce-specversion", "1.0");
-    h.insert("ce-id", enc(&a.id).as_str());
-    h.insert("ce-source", enc(&a.source).as_str());
-    h.insert("ce-type", enc(&a.ce_type).as_str());
-    h.insert("ce-dataschema", enc(&a.dataschema).as_str());
+    h.insert("ce-id", enc(&a.id).as_ref());
+    h.insert("ce-source", enc(&a.source).as_ref());
+    h.insert("ce-type", enc(&a.ce_type).as_ref());
+    h.insert("ce-dataschema", enc(&a.dataschema).as_ref());
     if let Some(t) = &a.time {
-        h.insert("ce-time", enc(t).as_str());
+        h.insert("ce-time", enc(t).as_ref());
     }
     if let Some(s) = &a.subject {
-        h.insert("ce-subject", enc(s).as_str());
+        h.insert("ce-subject", enc(s).as_ref());
     }
     if let Some(p) = &a.partitionkey {
-        h.insert("ce-partitionkey", enc(p).as_str());
+        h.insert("ce-partitionkey", enc(p).as_ref());
     }
     h.insert("content-type", "application/json");
-    h.insert("Millstream-Route", enc(route).as_str());
+    h.insert("Millstream-Route", enc(route).as_ref());
     h
 }
 
@@ -332,16 +338,16 @@ async fn dead_letter(
 ) -> Result<PublishAckFuture, String> {
     let mut h = HeaderMap::new();
     h.insert("Millstream-Reason", rejection.reason.as_str());
-    h.insert("Millstream-Detail", enc(&rejection.detail).as_str());
+    h.insert("Millstream-Detail", enc(&rejection.detail).as_ref());
     if let Some(r) = route {
-        h.insert("Millstream-Route", enc(r).as_str());
+        h.insert("Millstream-Route", enc(r).as_ref());
     }
     if let Some(s) = source {
-        h.insert("Millstream-Source", enc(s).as_str());
+        h.insert("Millstream-Source", enc(s).as_ref());
     }
-    h.insert("Millstream-Subject", enc(&msg.subject).as_str());
-    h.insert("Millstream-Config-Version", shared.config_version.as_str());
-    h.insert("Millstream-Attempt", msg.delivered.to_string().as_str());
+    h.insert("Millstream-Subject", enc(&msg.subject).as_ref());
+    h.insert("Millstream-Config-Version", shared.config_version.as_ref());
+    h.insert("Millstream-Attempt", msg.delivered.to_string().as_ref());
     h.insert(
         "Millstream-Time",
         Utc::now()

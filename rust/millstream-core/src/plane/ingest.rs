@@ -2,7 +2,6 @@
 //! JetStream pull consumers with batched fetch. Each event is classified into its lane here,
 //! from its subject alone, so the worker never waits behind a less critical lane.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use crate::plan::Lane;
 /// Subjects repeat (one per machine or Odoo model): remember each one's lane.
 struct Lanes {
     classifier: Classifier,
-    cache: HashMap<String, (Lane, bool)>,
+    cache: hashbrown::HashMap<String, (Lane, bool)>,
 }
 
 impl Lanes {
@@ -54,7 +53,7 @@ pub(crate) async fn start(
         };
         let lanes = || Lanes {
             classifier: classifier.clone(),
-            cache: HashMap::new(),
+            cache: hashbrown::HashMap::new(),
         };
         match &input.jetstream {
             None => {

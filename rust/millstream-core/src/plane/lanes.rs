@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
 use super::{egress, LanesSpec, Shared};
+use crate::pipeline::Outcome;
 use crate::plan::Lane;
 
 /// One event between ingest and egress.
@@ -140,30 +141,50 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Batches between the pipeline and egress: enough to keep egress busy while the pipeline
+/// works on the next one, few enough that memory stays bounded.
+const EGRESS_QUEUE: usize = 8;
+
 /// The one task that runs the pipeline: batches in priority order, dedup and stale
-/// decisions in arrival order within a lane.
+/// decisions in arrival order within a lane. Egress (headers, publishes, acks) runs in its own
+/// task, so on two cores the pipeline and egress overlap instead of taking turns; it keeps
+/// the order of the batches it is given.
 pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
+    let (tx, mut rx) = mpsc::channel::<Vec<(Inbound, Option<Outcome>)>>(EGRESS_QUEUE);
+    let egress_shared = shared.clone();
+    let egress_task = tokio::spawn(async move {
+        while let Some(batch) = rx.recv().await {
+            for (msg, out) in batch {
+                match out {
+                    Some(out) => egress::dispatch(&egress_shared, msg, out).await,
+                    None => egress::relay(&egress_shared, msg).await,
+                }
+            }
+        }
+    });
     let mut buf: Vec<Inbound> = Vec::new();
     while let Some(lane) = lanes.recv(&mut buf).await {
         let m = &shared.metrics.lanes[ix(lane)];
         m.taken(buf.len());
-        if shared.passthrough {
-            for msg in buf.drain(..) {
-                egress::relay(&shared, msg).await;
-            }
-            continue;
-        }
-        let outcomes = {
-            let mut p = shared.pipeline();
-            p.process_batch(
-                buf.iter().map(|m| (m.subject.as_str(), m.payload.as_ref())),
-                now_ms(),
-            )
+        let batch: Vec<(Inbound, Option<Outcome>)> = if shared.passthrough {
+            buf.drain(..).map(|msg| (msg, None)).collect()
+        } else {
+            let outcomes = {
+                let mut p = shared.pipeline();
+                p.process_batch(
+                    buf.iter().map(|m| (m.subject.as_str(), m.payload.as_ref())),
+                    now_ms(),
+                )
+            };
+            buf.drain(..).zip(outcomes.into_iter().map(Some)).collect()
         };
-        for (msg, out) in buf.drain(..).zip(outcomes) {
-            egress::dispatch(&shared, msg, out).await;
+        if tx.send(batch).await.is_err() {
+            break;
         }
     }
+    // drain: egress finishes what it was given before the worker counts as done
+    drop(tx);
+    let _ = egress_task.await;
 }
 
 #[cfg(test)]
