@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::AckKind;
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -37,24 +37,38 @@ fn enc(v: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(utf8_percent_encode(v, HEADER_VALUE).to_string())
 }
 
+// Header names built at compile time: `HeaderMap::insert` with a `&str` name validates,
+// classifies and copies it on every call, which the first profiles showed as a sixth of the
+// router's time.
+const CE_SPECVERSION: HeaderName = HeaderName::from_static("ce-specversion");
+const CE_ID: HeaderName = HeaderName::from_static("ce-id");
+const CE_SOURCE: HeaderName = HeaderName::from_static("ce-source");
+const CE_TYPE: HeaderName = HeaderName::from_static("ce-type");
+const CE_DATASCHEMA: HeaderName = HeaderName::from_static("ce-dataschema");
+const CE_TIME: HeaderName = HeaderName::from_static("ce-time");
+const CE_SUBJECT: HeaderName = HeaderName::from_static("ce-subject");
+const CE_PARTITIONKEY: HeaderName = HeaderName::from_static("ce-partitionkey");
+const CONTENT_TYPE: HeaderName = HeaderName::from_static("content-type");
+const ROUTE: HeaderName = HeaderName::from_static("Millstream-Route");
+
 fn ce_headers(a: &CeAttributes, route: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("ce-specversion", "1.0");
-    h.insert("ce-id", enc(&a.id).as_ref());
-    h.insert("ce-source", enc(&a.source).as_ref());
-    h.insert("ce-type", enc(&a.ce_type).as_ref());
-    h.insert("ce-dataschema", enc(&a.dataschema).as_ref());
+    h.insert(CE_SPECVERSION, "1.0");
+    h.insert(CE_ID, enc(&a.id).as_ref());
+    h.insert(CE_SOURCE, enc(&a.source).as_ref());
+    h.insert(CE_TYPE, enc(&a.ce_type).as_ref());
+    h.insert(CE_DATASCHEMA, enc(&a.dataschema).as_ref());
     if let Some(t) = &a.time {
-        h.insert("ce-time", enc(t).as_ref());
+        h.insert(CE_TIME, enc(t).as_ref());
     }
     if let Some(s) = &a.subject {
-        h.insert("ce-subject", enc(s).as_ref());
+        h.insert(CE_SUBJECT, enc(s).as_ref());
     }
     if let Some(p) = &a.partitionkey {
-        h.insert("ce-partitionkey", enc(p).as_ref());
+        h.insert(CE_PARTITIONKEY, enc(p).as_ref());
     }
-    h.insert("content-type", "application/json");
-    h.insert("Millstream-Route", enc(route).as_ref());
+    h.insert(CONTENT_TYPE, "application/json");
+    h.insert(ROUTE, enc(route).as_ref());
     h
 }
 
