@@ -51,25 +51,48 @@ const CE_PARTITIONKEY: HeaderName = HeaderName::from_static("ce-partitionkey");
 const CONTENT_TYPE: HeaderName = HeaderName::from_static("content-type");
 const ROUTE: HeaderName = HeaderName::from_static("Millstream-Route");
 
-fn ce_headers(a: &CeAttributes, route: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(CE_SPECVERSION, "1.0");
-    h.insert(CE_ID, enc(&a.id).as_ref());
-    h.insert(CE_SOURCE, enc(&a.source).as_ref());
-    h.insert(CE_TYPE, enc(&a.ce_type).as_ref());
-    h.insert(CE_DATASCHEMA, enc(&a.dataschema).as_ref());
-    if let Some(t) = &a.time {
-        h.insert(CE_TIME, enc(t).as_ref());
+/// Per (route, source, canonical type), the headers every output of that kind carries, built
+/// once; each event clones them and adds its own four. Owned by the egress task.
+#[derive(Default)]
+pub(crate) struct HeaderCache {
+    templates: hashbrown::HashMap<(usize, usize, usize), HeaderMap>,
+}
+
+impl HeaderCache {
+    fn headers(&mut self, a: &CeAttributes, route_ix: usize, route: &str) -> HeaderMap {
+        // The attributes' Arcs belong to the pipeline's compiled sources and mappings, so
+        // their addresses identify them for the pipeline's lifetime.
+        let key = (
+            route_ix,
+            Arc::as_ptr(&a.source).cast::<u8>() as usize,
+            Arc::as_ptr(&a.ce_type).cast::<u8>() as usize,
+        );
+        let mut h = self
+            .templates
+            .entry(key)
+            .or_insert_with(|| {
+                let mut t = HeaderMap::new();
+                t.insert(CE_SPECVERSION, "1.0");
+                t.insert(CE_SOURCE, enc(&a.source).as_ref());
+                t.insert(CE_TYPE, enc(&a.ce_type).as_ref());
+                t.insert(CE_DATASCHEMA, enc(&a.dataschema).as_ref());
+                t.insert(CONTENT_TYPE, "application/json");
+                t.insert(ROUTE, enc(route).as_ref());
+                t
+            })
+            .clone();
+        h.insert(CE_ID, enc(&a.id).as_ref());
+        if let Some(t) = &a.time {
+            h.insert(CE_TIME, enc(t).as_ref());
+        }
+        if let Some(s) = &a.subject {
+            h.insert(CE_SUBJECT, enc(s).as_ref());
+        }
+        if let Some(p) = &a.partitionkey {
+            h.insert(CE_PARTITIONKEY, enc(p).as_ref());
+        }
+        h
     }
-    if let Some(s) = &a.subject {
-        h.insert(CE_SUBJECT, enc(s).as_ref());
-    }
-    if let Some(p) = &a.partitionkey {
-        h.insert(CE_PARTITIONKEY, enc(p).as_ref());
-    }
-    h.insert(CONTENT_TYPE, "application/json");
-    h.insert(ROUTE, enc(route).as_ref());
-    h
 }
 
 /// One acknowledgement an input waits for.
@@ -89,7 +112,12 @@ enum Pending {
 
 /// Hand one processed event to its outputs; the input is acked now if nothing needs a
 /// PubAck, else by a task once every PubAck is in.
-pub(crate) async fn dispatch(shared: &Arc<Shared>, msg: Inbound, out: Outcome) {
+pub(crate) async fn dispatch(
+    shared: &Arc<Shared>,
+    headers: &mut HeaderCache,
+    msg: Inbound,
+    out: Outcome,
+) {
     let m = &shared.metrics;
     for s in &out.skipped {
         if let Some(r) = shared.route_ix.get(&s.route).and_then(|&i| m.route(i)) {
@@ -103,7 +131,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, msg: Inbound, out: Outcome) {
     if let (Status::Routed, Some(attrs)) = (out.status, &out.attributes) {
         let data = Bytes::from(out.data);
         for d in &out.deliveries {
-            let headers = ce_headers(attrs, &d.route);
+            let headers = headers.headers(attrs, d.route_ix, &d.route);
             match d.mode {
                 DeliveryMode::BestEffort => {
                     match shared

@@ -153,10 +153,11 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
     let (tx, mut rx) = mpsc::channel::<Vec<(Inbound, Option<Outcome>)>>(EGRESS_QUEUE);
     let egress_shared = shared.clone();
     let egress_task = tokio::spawn(async move {
+        let mut headers = egress::HeaderCache::default();
         while let Some(batch) = rx.recv().await {
             for (msg, out) in batch {
                 match out {
-                    Some(out) => egress::dispatch(&egress_shared, msg, out).await,
+                    Some(out) => egress::dispatch(&egress_shared, &mut headers, msg, out).await,
                     None => egress::relay(&egress_shared, msg).await,
                 }
             }
