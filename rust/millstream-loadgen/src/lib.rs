@@ -141,6 +141,13 @@ pub struct LoadReport {
     /// Distinct events received whose send time is inside the measured window, per second of
     /// the window.
     pub delivered_per_s: f64,
+    /// Distinct events received inside the measured window (by receive time), per second:
+    /// the output rate while the load lasted. Above a router's capacity this is its
+    /// throughput; `delivered_per_s` may then be higher, counting a backlog drained later.
+    pub output_per_s: f64,
+    /// When the last distinct event arrived, in seconds from the run's start: with
+    /// `distinct`, the throughput of a path that lags behind the generator.
+    pub last_receive_s: f64,
     /// Receive time minus send time of the first delivery of each measured event.
     pub latency_ms: Percentiles,
     /// The worst delay of an actual send behind its schedule. Up to ~2 ms is tokio's
@@ -387,6 +394,8 @@ async fn run_async(
         unparsable: tally.unparsable,
         offered_per_s: outcome.sent_in_window as f64 / window_s,
         delivered_per_s: tally.delivered_in_window as f64 / window_s,
+        output_per_s: tally.received_in_window as f64 / window_s,
+        last_receive_s: tally.last_receive_ns as f64 / 1e9,
         latency_ms: tally.latency_ms(),
         generator_lag_ms: outcome.max_lag_ns as f64 / 1e6,
         elapsed_s,

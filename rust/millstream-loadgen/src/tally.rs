@@ -20,6 +20,11 @@ pub(crate) struct Tally {
     pub unparsable: u64,
     /// Distinct events whose send time is inside the measured window.
     pub delivered_in_window: u64,
+    /// Distinct events *received* inside the measured window, whenever they were sent: the
+    /// sink's steady output rate, which a backlog that drains after the window cannot inflate.
+    pub received_in_window: u64,
+    /// Receive time of the last first delivery (ns on the run's clock).
+    pub last_receive_ns: u64,
     latency_us: Histogram<u64>,
 }
 
@@ -38,6 +43,8 @@ impl Tally {
             duplicates: 0,
             unparsable: 0,
             delivered_in_window: 0,
+            received_in_window: 0,
+            last_receive_ns: 0,
             latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
                 .expect("constant histogram bounds are valid"),
         }
@@ -64,6 +71,10 @@ impl Tally {
         }
         *word |= bit;
         self.distinct += 1;
+        self.last_receive_ns = self.last_receive_ns.max(rx_ns);
+        if rx_ns >= self.window_ns.0 && rx_ns < self.window_ns.1 {
+            self.received_in_window += 1;
+        }
         if t_ns >= self.window_ns.0 && t_ns < self.window_ns.1 {
             self.delivered_in_window += 1;
             self.latency_us

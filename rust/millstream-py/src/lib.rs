@@ -574,6 +574,8 @@ fn run_load(py: Python<'_>, spec_json: &str, progress: Option<Py<PyAny>>) -> PyR
         "unparsable": r.unparsable,
         "offered_per_s": r.offered_per_s,
         "delivered_per_s": r.delivered_per_s,
+        "output_per_s": r.output_per_s,
+        "last_receive_s": r.last_receive_s,
         "latency_ms": {
             "p50": r.latency_ms.p50,
             "p99": r.latency_ms.p99,

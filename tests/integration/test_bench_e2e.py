@@ -1,0 +1,32 @@
+"""`millstream bench e2e` end to end at a toy scale: every router starts, carries load and is
+measured; the JetStream path loses and duplicates nothing. (The figures themselves are
+benchmarks, not test assertions: BENCHMARKS.md.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from millstream.bench.core import find_config
+from millstream.bench.e2e import ROUTERS, Plan, run_e2e, summary
+
+pytestmark = pytest.mark.integration
+
+TOY = Plan(ramp_from=3_000, ramp_to=3_000, ramp_s=1.0, saturation_s=1.0, latency_s=1.0,
+           warmup_s=0.2, runs=1, js_events=3_000)  # fmt: skip
+
+
+def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path) -> None:
+    result = run_e2e(find_config(None).resolve(), TOY, tmp_path)
+    assert result["benchmark"] == "e2e"
+    assert [r["name"] for r in result["results"]] == list(ROUTERS)
+    for r in result["results"]:
+        # 3k/s is far below any router's capacity: everything offered is delivered
+        assert r["events_per_s"] > 2_500, r
+        assert r["latency"] and all(p["p99_ms"] > 0 for p in r["latency"]), r
+        assert all(p["lost"] == 0 for p in r["latency"] if p["offered_per_s"] <= 3_000), r
+    js = result["jetstream"]
+    assert js["lost"] == 0 and js["duplicates"] == 0, js
+    assert js["stored"] == js["sent"] == 3_000, js
+    assert "millstream / passthrough" in summary(result)
