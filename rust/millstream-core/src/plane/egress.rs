@@ -110,14 +110,22 @@ enum Pending {
     DeadLetter(Result<PublishAckFuture, String>),
 }
 
-/// Hand one processed event to its outputs; the input is acked now if nothing needs a
-/// PubAck, else by a task once every PubAck is in.
+/// An event whose input ack waits for PubAcks.
+pub(crate) struct Waiting {
+    msg: Inbound,
+    pending: Vec<Pending>,
+    source: Option<Arc<str>>,
+}
+
+/// Hand one processed event to its outputs. The input is acked now if nothing needs a
+/// PubAck; otherwise the event is returned, for `settle_batch` to finish once its PubAcks are
+/// in.
 pub(crate) async fn dispatch(
     shared: &Arc<Shared>,
     headers: &mut HeaderCache,
     msg: Inbound,
     out: Outcome,
-) {
+) -> Option<Waiting> {
     let m = &shared.metrics;
     for s in &out.skipped {
         if let Some(r) = shared.route_ix.get(&s.route).and_then(|&i| m.route(i)) {
@@ -196,13 +204,38 @@ pub(crate) async fn dispatch(
     }
     if pending.is_empty() {
         finish(shared, msg).await;
-        return;
+        return None;
     }
-    let shared2 = shared.clone();
-    let source = out.source.clone();
-    shared
-        .inflight
-        .spawn(async move { complete(shared2, msg, pending, source).await });
+    Some(Waiting {
+        msg,
+        pending,
+        source: out.source.clone(),
+    })
+}
+
+/// Finish a batch's waiting events in one task: await their PubAcks in order, confirm or
+/// release their dedup keys under one lock, then ack (or nak, or dead-letter) each input.
+/// One task and one lock per batch rather than per event.
+pub(crate) async fn settle_batch(shared: Arc<Shared>, batch: Vec<Waiting>) {
+    let mut settled: Vec<(usize, u128, bool)> = Vec::new();
+    let mut done = Vec::with_capacity(batch.len());
+    for w in batch {
+        let errors = settle(&shared, w.pending, &mut settled).await;
+        done.push((w.msg, errors, w.source));
+    }
+    if !settled.is_empty() {
+        let mut p = shared.pipeline();
+        for (route_ix, id, ok) in settled {
+            if ok {
+                p.confirm(route_ix, id);
+            } else {
+                p.release(route_ix, id);
+            }
+        }
+    }
+    for (msg, errors, source) in done {
+        after(&shared, msg, errors, source).await;
+    }
 }
 
 /// The pass-through relay (benchmark ceiling): same ingest, lanes and acks, no stages.
@@ -231,15 +264,14 @@ async fn finish(shared: &Shared, msg: Inbound) {
     shared.metrics.lanes[ix(msg.lane)].observe(msg.received.elapsed());
 }
 
-async fn complete(
-    shared: Arc<Shared>,
-    msg: Inbound,
+/// Await one event's PubAcks; returns what failed, and notes each dedup key's fate.
+async fn settle(
+    shared: &Shared,
     pending: Vec<Pending>,
-    source: Option<Arc<str>>,
-) {
+    settled: &mut Vec<(usize, u128, bool)>,
+) -> Vec<String> {
     let m = &shared.metrics;
     let mut errors: Vec<String> = Vec::new();
-    let mut settled: Vec<(usize, u128, bool)> = Vec::new();
     for p in pending {
         match p {
             Pending::Output {
@@ -256,7 +288,7 @@ async fn complete(
                         true
                     }
                     Err(e) => {
-                        errors.push(format!("route {}: {e}", route_name(&shared, route_ix)));
+                        errors.push(format!("route {}: {e}", route_name(shared, route_ix)));
                         false
                     }
                 };
@@ -282,7 +314,7 @@ async fn complete(
                 if let Some(id) = dedup_id {
                     settled.push((route_ix, id, false));
                 }
-                errors.push(format!("route {}: {error}", route_name(&shared, route_ix)));
+                errors.push(format!("route {}: {error}", route_name(shared, route_ix)));
             }
             Pending::DeadLetter(ack) => {
                 let r = match ack {
@@ -301,18 +333,15 @@ async fn complete(
             }
         }
     }
-    if !settled.is_empty() {
-        let mut p = shared.pipeline();
-        for (route_ix, id, ok) in settled {
-            if ok {
-                p.confirm(route_ix, id);
-            } else {
-                p.release(route_ix, id);
-            }
-        }
-    }
+    errors
+}
+
+/// Ack an event whose outputs all succeeded; otherwise nak it with backoff, or on its last
+/// delivery keep it as an `output_failed` dead letter.
+async fn after(shared: &Shared, msg: Inbound, errors: Vec<String>, source: Option<Arc<str>>) {
+    let m = &shared.metrics;
     if errors.is_empty() {
-        finish(&shared, msg).await;
+        finish(shared, msg).await;
         return;
     }
     let detail = errors.join("; ");
@@ -343,14 +372,14 @@ async fn complete(
         Reason::OutputFailed,
         format!("after {} deliveries: {detail}", msg.delivered),
     );
-    let kept = match dead_letter(&shared, &msg, &rejection, None, source.as_deref()).await {
+    let kept = match dead_letter(shared, &msg, &rejection, None, source.as_deref()).await {
         Ok(f) => f.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
     match kept {
         Ok(()) => {
             m.dead_letters.fetch_add(1, Relaxed);
-            finish(&shared, msg).await;
+            finish(shared, msg).await;
         }
         Err(e) => {
             // Nowhere safe to put it: leave it unacked in its stream (redelivered later).

@@ -155,11 +155,24 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
     let egress_task = tokio::spawn(async move {
         let mut headers = egress::HeaderCache::default();
         while let Some(batch) = rx.recv().await {
+            let mut waiting = Vec::new();
             for (msg, out) in batch {
                 match out {
-                    Some(out) => egress::dispatch(&egress_shared, &mut headers, msg, out).await,
+                    Some(out) => {
+                        if let Some(w) =
+                            egress::dispatch(&egress_shared, &mut headers, msg, out).await
+                        {
+                            waiting.push(w);
+                        }
+                    }
                     None => egress::relay(&egress_shared, msg).await,
                 }
+            }
+            if !waiting.is_empty() {
+                let s = egress_shared.clone();
+                egress_shared
+                    .inflight
+                    .spawn(egress::settle_batch(s, waiting));
             }
         }
     });
