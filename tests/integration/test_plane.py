@@ -45,6 +45,10 @@ def fault_config(tmp_path: Path) -> Path:
             s["jetstream"]["ack_wait"] = "2s"
             s["jetstream"]["backoff"] = ["200ms"]
     doc["state"] = {"snapshot_every": "500ms"}
+    # a small standard lane, so intake stays close to processing and most of a backlog is
+    # still in the input stream when a fault arrives (a 50,000-event lane would take all of
+    # it in at once, and a drain would then rightly finish it)
+    doc["lanes"] = {"standard": {"queue": 1000, "batch": 128}}
     doc["metrics"] = {"port": None}
     path = tmp_path / "fault.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
