@@ -269,6 +269,13 @@ impl Plane {
         )
         .await?;
         drop(senders);
+        // A SUB is only buffered by the client until the server has seen it: flush (a
+        // PING/PONG round trip) so that "started" means "subscribed", and an event published
+        // right after start is not missed.
+        client
+            .flush()
+            .await
+            .map_err(|e| PlaneError::Runtime(format!("flush after subscribing: {e}")))?;
         let worker = tokio::spawn(lanes::worker(shared.clone(), receivers));
         let snapshots = snapshots.map(|(store, every)| {
             let task = tokio::spawn(state::every(store.clone(), shared.clone(), every));
