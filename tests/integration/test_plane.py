@@ -267,25 +267,36 @@ async def consumer_done(nc: NATS) -> bool:
 N_FAULT = 10_000
 
 
+async def router_mid_stream(config: Path, url: str, nc: NATS, log: Path) -> subprocess.Popen[bytes]:
+    """`millstream run` with a backlog of N_FAULT stock moves, once a tenth are routed. The
+    backlog is in the input stream before the router starts (as after an outage), so a fault
+    lands mid-stream however fast the router is."""
+    await nc.jetstream().add_stream(name="ODOO_IN", subjects=["odoo.>"])
+    await publish_moves(nc, 1, N_FAULT)
+    router = start_router(config, url, log)
+
+    async def some_out() -> bool:
+        try:
+            return await messages(nc, "MFG_OUT") >= N_FAULT // 10
+        except Exception:
+            return False  # not provisioned yet
+
+    try:
+        await wait_for(some_out, 60, "the router to be mid-stream")
+    except BaseException:
+        router.kill()
+        router.wait()
+        raise
+    return router
+
+
 async def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
 ) -> None:
     config = fault_config(tmp_path)
     log = tmp_path / "router.log"
-    # The backlog is in the input stream before the router starts (as after an outage), so
-    # the fault lands mid-stream however fast the router is.
-    await nc.jetstream().add_stream(name="ODOO_IN", subjects=["odoo.>"])
-    await publish_moves(nc, 1, N_FAULT)
-    router = start_router(config, nats_server.url, log)
+    router = await router_mid_stream(config, nats_server.url, nc, log)
     try:
-
-        async def some_out() -> bool:
-            try:
-                return await messages(nc, "MFG_OUT") >= N_FAULT // 10
-            except Exception:
-                return False  # not provisioned yet
-
-        await wait_for(some_out, 60, "the router to be mid-stream")
         router.kill()  # SIGKILL: no drain, no snapshot, acks in flight lost
         assert router.wait(10) == -signal.SIGKILL
         out_at_kill = await messages(nc, "MFG_OUT")
@@ -379,20 +390,8 @@ async def test_sigterm_drains_and_loses_no_acknowledged_event(
 ) -> None:
     config = fault_config(tmp_path)
     log = tmp_path / "router.log"
-    # The backlog is in the input stream before the router starts (as after an outage), so
-    # the fault lands mid-stream however fast the router is.
-    await nc.jetstream().add_stream(name="ODOO_IN", subjects=["odoo.>"])
-    await publish_moves(nc, 1, N_FAULT)
-    router = start_router(config, nats_server.url, log)
+    router = await router_mid_stream(config, nats_server.url, nc, log)
     try:
-
-        async def some_out() -> bool:
-            try:
-                return await messages(nc, "MFG_OUT") >= N_FAULT // 10
-            except Exception:
-                return False  # not provisioned yet
-
-        await wait_for(some_out, 60, "the router to be mid-stream")
         router.send_signal(signal.SIGTERM)
         assert router.wait(30) == 0, log.read_text()[-3000:]
         info = await nc.jetstream().consumer_info("ODOO_IN", "millstream-odoo-stock-move")

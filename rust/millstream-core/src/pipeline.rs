@@ -153,6 +153,26 @@ struct Route {
     fingerprint: u64,
 }
 
+impl Route {
+    /// Committed dedup keys and stale versions, for a snapshot.
+    fn state(&self) -> RouteState {
+        RouteState {
+            route: self.name.to_string(),
+            fingerprint: self.fingerprint,
+            dedup: self
+                .dedup
+                .as_ref()
+                .map(|d| d.cache.export())
+                .unwrap_or_default(),
+            stale: self
+                .stale
+                .as_ref()
+                .map(|s| s.guard.export())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// One route's dedup and stale state, for a snapshot that survives a restart.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteState {
@@ -566,21 +586,16 @@ impl Pipeline {
         self.routes
             .iter()
             .filter(|r| r.dedup.is_some() || r.stale.is_some())
-            .map(|r| RouteState {
-                route: r.name.to_string(),
-                fingerprint: r.fingerprint,
-                dedup: r
-                    .dedup
-                    .as_ref()
-                    .map(|d| d.cache.export())
-                    .unwrap_or_default(),
-                stale: r
-                    .stale
-                    .as_ref()
-                    .map(|s| s.guard.export())
-                    .unwrap_or_default(),
-            })
+            .map(Route::state)
             .collect()
+    }
+
+    /// One route's whole state (for a compacting snapshot), if it has a route of that name.
+    pub fn route_state(&self, route: &str) -> Option<RouteState> {
+        self.routes
+            .iter()
+            .find(|r| *r.name == *route)
+            .map(Route::state)
     }
 
     /// Start recording what changes, so `changed_state` can return only that.
@@ -608,20 +623,7 @@ impl Pipeline {
             let stale = r.stale.as_mut().map(|s| s.guard.take_changes());
             let full = matches!(dedup, Some(None)) || matches!(stale, Some(None));
             let state = if full {
-                RouteState {
-                    route: r.name.to_string(),
-                    fingerprint: r.fingerprint,
-                    dedup: r
-                        .dedup
-                        .as_ref()
-                        .map(|d| d.cache.export())
-                        .unwrap_or_default(),
-                    stale: r
-                        .stale
-                        .as_ref()
-                        .map(|s| s.guard.export())
-                        .unwrap_or_default(),
-                }
+                r.state()
             } else {
                 RouteState {
                     route: r.name.to_string(),

@@ -146,9 +146,8 @@ impl StateStore {
                     state
                 } else {
                     // due for compaction: the whole route (its changes are in it too)
-                    let mut all = shared.pipeline().export_state();
-                    match all.iter().position(|s| s.route == state.route) {
-                        Some(i) => all.swap_remove(i),
+                    match shared.pipeline().route_state(&state.route) {
+                        Some(whole) => whole,
                         None => continue,
                     }
                 };
