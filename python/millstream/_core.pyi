@@ -118,3 +118,27 @@ class Plane:
         """Save dedup and stale state now; returns the number of keys written."""
     @property
     def running(self) -> bool: ...
+    def publish(self, request: bytes, done: Callable[[bytes | None, str | None], None]) -> None:
+        """Route a serialised `millstream.v1.PublishRequest` through the same lanes, pipeline
+        and egress as NATS input. `done(response, None)` is called, from a plane thread, with
+        the serialised `PublishResponse` once every event has its verdict, or
+        `done(None, error)` if the plane stopped first. Raises ValueError for bytes that are
+        not a PublishRequest and `PlaneError` once the plane is draining."""
+    def subscribe(self, spec_json: str) -> Subscription:
+        """Start reading canonical events from a JetStream stream (see
+        `millstream.api.subscribe.resolve` for the spec). Raises ValueError for a bad spec."""
+    def reload(self, plan_json: str) -> str:
+        """Swap in a new plan between two batches, with dedup and stale state carried over by
+        route name; returns the previous plan version. Raises `PlanError` for a bad plan and
+        `PlaneError` if in-flight work did not settle in time (the old plan keeps running)."""
+
+class Subscription:
+    """One Router.Subscribe call's reader: a JetStream consumer and a bounded buffer of
+    serialised `SubscribeResponse` batches."""
+
+    def next(self, done: Callable[[bytes | None, str | None], None]) -> None:
+        """Call `done(batch, None)` with the next batch, `done(None, None)` at the end, or
+        `done(None, error)` when the subscription failed; an error starting with
+        "slow subscriber" means its buffer stayed full too long."""
+    def close(self) -> None:
+        """Stop reading; a durable cursor keeps its position."""

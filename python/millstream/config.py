@@ -461,6 +461,27 @@ class MetricsConfig(_Model):
     port: int | None = Field(9464, ge=0, le=65_535)
 
 
+class SubscribeConfig(_Model):
+    """Router.Subscribe: per-subscriber buffering (issue 5)."""
+
+    # Response batches read ahead per subscriber: its bounded buffer.
+    buffer: int = Field(16, ge=1, le=4096)
+    # A subscriber that leaves its buffer full this long cannot keep up: it is ended with
+    # RESOURCE_EXHAUSTED (JetStream keeps the events; it may resume from its last sequence).
+    max_stall: DurationMs = 2_000
+    # Events per response when the request does not say.
+    max_batch: int = Field(500, ge=1, le=10_000)
+
+
+class GrpcConfig(_Model):
+    """The gRPC services (Router, Admin, health, reflection) in the router's process."""
+
+    host: str = "127.0.0.1"
+    # 0 picks a free port (tests); the bound port is logged and in the ready file.
+    port: int = Field(50051, ge=0, le=65_535)
+    subscribe: SubscribeConfig = Field(default_factory=SubscribeConfig)
+
+
 class Config(_Model):
     """A whole Millstream configuration file."""
 
@@ -473,6 +494,8 @@ class Config(_Model):
     lanes: LanesConfig = Field(default_factory=LanesConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    # None: no gRPC server
+    grpc: GrpcConfig | None = None
     units: dict[str, UnitTable] = Field(default_factory=dict)
     mappings: dict[str, MappingConfig]
     sources: list[SourceConfig] = Field(min_length=1)

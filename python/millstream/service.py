@@ -37,11 +37,14 @@ from millstream.transport.provision import provision
 
 if TYPE_CHECKING:
     from millstream._core import Plane
+    from millstream.api.server import GrpcServer
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 30.0
+# How long gRPC calls in progress may run on once shutdown starts.
+GRPC_GRACE_S = 5.0
 # How often the service checks that the data plane is still running.
 WATCH_INTERVAL_S = 0.5
 
@@ -62,6 +65,9 @@ class Service:
     plan_version: str
     metrics: MetricsServer | None = None
     embedded: EmbeddedNats | None = None
+    grpc: GrpcServer | None = None
+    config_path: Path | None = None
+    """The file the configuration came from: what an empty reload re-reads."""
 
     def stats(self) -> dict[str, Any]:
         """The data plane's counters (see `millstream._core.Plane.stats`)."""
@@ -98,6 +104,7 @@ def run(
         runner.run(
             async_run(
                 config,
+                config_path=Path(config_path),
                 nats_url=nats_url,
                 metrics_port=metrics_port,
                 store_dir=store_dir,
@@ -121,6 +128,7 @@ async def async_run(
     connect_timeout: float = CONNECT_TIMEOUT_S,
     handle_signals: bool = True,
     passthrough: bool = False,
+    config_path: Path | None = None,
 ) -> dict[str, Any]:
     """Start everything, wait for `shutdown` (set by SIGINT/SIGTERM when `handle_signals`),
     drain, and return the data plane's final stats (`{}` when shutdown came before the plane
@@ -137,7 +145,7 @@ async def async_run(
         try:
             return await _serve(
                 config, plan, nats_url, shutdown, ready, port, Path(store_dir),
-                drain_timeout, connect_timeout, stack, passthrough,
+                drain_timeout, connect_timeout, stack, passthrough, config_path,
             )  # fmt: skip
         except _ShutdownDuringStart:
             log.info("shutdown requested while starting; stopped")
@@ -156,6 +164,7 @@ async def _serve(
     connect_timeout: float,
     stack: AsyncExitStack,
     passthrough: bool = False,
+    config_path: Path | None = None,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     url = nats_url or config.nats.url
@@ -234,7 +243,15 @@ async def _serve(
         plan_version=str(plan["version"]),
         metrics=metrics,
         embedded=embedded,
+        config_path=config_path,
     )
+    if config.grpc is not None and not passthrough:
+        from millstream.api import server as grpc_server
+
+        service.grpc = await grpc_server.start(config.grpc, service)
+        # Registered after the plane's drain, so it runs first: calls end (grace period),
+        # then the plane drains what they published.
+        stack.push_async_callback(service.grpc.stop, GRPC_GRACE_S)
     log.info("ready", extra={"config": config.name, "url": url})
     if ready is not None:
         ready(service)
