@@ -19,7 +19,7 @@ import dataclasses
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import EllipsisType
@@ -263,6 +263,35 @@ async def _serve(
         why = stats.get("last_error") or "see the log above for why"
         raise PlaneError(f"the data plane stopped on its own: {why}")
     return stats
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    config: Config, *, start_timeout: float = 60.0, **kwargs: Any
+) -> AsyncIterator[Service]:
+    """`async_run` in a task, for embedding and tests: yields the `Service` once it is
+    ready, then shuts it down (graceful drain) on exit and re-raises what stopped it. Takes
+    `async_run`'s keyword arguments; signals are not handled unless asked."""
+    loop = asyncio.get_running_loop()
+    up: asyncio.Future[Service] = loop.create_future()
+    kwargs.setdefault("handle_signals", False)
+    shutdown = kwargs.setdefault("shutdown", asyncio.Event())
+    task = asyncio.create_task(async_run(config, ready=up.set_result, **kwargs))
+    done, _ = await asyncio.wait(
+        {task, up}, timeout=start_timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        task.result()  # raises what stopped it
+        raise PlaneError("the service stopped before it was ready")
+    if up not in done:
+        shutdown.set()
+        await task
+        raise PlaneError(f"the service did not become ready within {start_timeout}s")
+    try:
+        yield up.result()
+    finally:
+        shutdown.set()
+        await task
 
 
 def _write_ready(path: str | Path, service: Service) -> None:
