@@ -473,6 +473,36 @@ class SubscribeConfig(_Model):
     max_batch: int = Field(500, ge=1, le=10_000)
 
 
+class GrpcTlsConfig(_Model):
+    """TLS for the gRPC port. With `client_ca`, clients must present a certificate signed by
+    it (mutual TLS). Relative paths are read from the config file's directory."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+class GrpcAuthConfig(_Model):
+    """Bearer tokens mapped to roles (producer, consumer, admin); see docs/grpc.md.
+
+    Authentication is on unless `mode: none` says otherwise, so a gRPC section without
+    tokens is an error rather than an open port."""
+
+    mode: Literal["tokens", "none"] = "tokens"
+    # A YAML file `tokens: [{name, token | token_sha256, roles}]`; relative to the config file.
+    tokens_file: Path | None = None
+    # An environment variable holding `name:role+role:token` entries separated by commas.
+    tokens_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class GrpcRateLimit(_Model):
+    """A token bucket per token identity: `requests_per_s` refill, `burst` capacity. A call
+    counts once, however many messages its streams carry (as Envoy's local rate limit)."""
+
+    requests_per_s: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
 class GrpcConfig(_Model):
     """The gRPC services (Router, Admin, health, reflection) in the router's process."""
 
@@ -480,6 +510,29 @@ class GrpcConfig(_Model):
     # 0 picks a free port (tests); the bound port is logged and in the ready file.
     port: int = Field(50051, ge=0, le=65_535)
     subscribe: SubscribeConfig = Field(default_factory=SubscribeConfig)
+    # None: plaintext (a warning when the host is not loopback).
+    tls: GrpcTlsConfig | None = None
+    # Tokens are required unless `auth: {mode: none}` is explicit.
+    auth: GrpcAuthConfig = Field(default_factory=GrpcAuthConfig)
+    # None: no rate limit.
+    rate_limit: GrpcRateLimit | None = None
+    # Largest message received or sent; a bigger one fails its call with RESOURCE_EXHAUSTED.
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _secure_by_default(self) -> GrpcConfig:
+        has_tokens = self.auth.tokens_file is not None or self.auth.tokens_env is not None
+        if self.auth.mode == "tokens" and not has_tokens:
+            raise _at(
+                ("grpc", "auth"),
+                "the gRPC services need bearer tokens unless authentication is turned off: "
+                "set 'tokens_file' or 'tokens_env', or 'mode: none' (trusted networks only)",
+            )
+        if self.auth.mode == "none" and has_tokens:
+            raise _at(("grpc", "auth"), "'mode: none' would ignore the tokens given")
+        if self.rate_limit is not None and self.auth.mode == "none":
+            raise _at(("grpc", "rate_limit"), "the limit is per token: it needs auth tokens")
+        return self
 
 
 class Config(_Model):
