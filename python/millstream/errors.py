@@ -28,3 +28,9 @@ class ProvisionError(MillstreamError):
 
 class PlaneError(MillstreamError):
     """The data plane could not start or failed."""
+
+
+class ReloadRefused(MillstreamError):
+    """A configuration reload changes something that only a restart can apply (the NATS
+    connection, sources' subjects or inputs, streams, lanes, state, gRPC); the running
+    configuration is kept."""

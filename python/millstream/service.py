@@ -29,8 +29,8 @@ import nats.errors
 import uvloop
 from nats.aio.client import Client as NATS
 
-from millstream.config import Config, compile_plan, compile_plane, load_config
-from millstream.errors import ConnectError, PlaneError, PlanError
+from millstream.config import Config, compile_plan, compile_plane, load_config, parse_config
+from millstream.errors import ConfigError, ConnectError, PlaneError, PlanError, ReloadRefused
 from millstream.metrics import ConnectionCounters, MetricsServer, MillstreamCollector
 from millstream.transport import EmbeddedNats
 from millstream.transport.provision import provision
@@ -68,6 +68,7 @@ class Service:
     grpc: GrpcServer | None = None
     config_path: Path | None = None
     """The file the configuration came from: what an empty reload re-reads."""
+    _reload_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock, repr=False)
 
     def stats(self) -> dict[str, Any]:
         """The data plane's counters (see `millstream._core.Plane.stats`)."""
@@ -76,6 +77,53 @@ class Service:
     def stop(self) -> None:
         """Ask for a graceful shutdown, as SIGTERM does."""
         self.shutdown.set()
+
+    async def reload(self, yaml_text: str | None = None) -> tuple[str, str]:
+        """Apply a new configuration (YAML text; None re-reads `config_path`) without a
+        restart: the data plane swaps plans between two batches, carrying dedup and stale
+        state over by route name (`millstream._core.Plane.reload`). Returns (previous,
+        new) plan versions. Raises `ConfigError` for a bad configuration, `ReloadRefused`
+        for a change only a restart can apply, `PlaneError` if the swap did not happen."""
+        async with self._reload_lock:
+            if yaml_text:
+                base = self.config_path.parent if self.config_path else Path.cwd()
+                new = parse_config(yaml_text, source="<reload>", base_dir=base)
+            elif self.config_path is not None:
+                new = load_config(self.config_path)
+            else:
+                raise ConfigError("no configuration given, and no file to re-read")
+            changed = restart_needed(self.config, new, self.url)
+            if changed:
+                raise ReloadRefused(
+                    f"these settings need a restart: {', '.join(changed)}; "
+                    "the running configuration is kept"
+                )
+            plan = compile_plan(new)
+            loop = asyncio.get_running_loop()
+            previous = await loop.run_in_executor(None, self.plane.reload, json.dumps(plan))
+            self.config = new
+            self.plan_version = str(plan["version"])
+            log.info(
+                "configuration reloaded",
+                extra={"previous_version": previous, "plan_version": self.plan_version},
+            )
+            return previous, self.plan_version
+
+
+# Top-level settings a running service cannot change: connections, streams and servers.
+_RESTART_SECTIONS = ("nats", "streams", "dead_letter", "state", "lanes", "metrics", "grpc")
+
+
+def restart_needed(old: Config, new: Config, url: str) -> list[str]:
+    """What differs between two configurations that a reload cannot apply: the top-level
+    sections above, and the data plane's inputs (sources' subjects and JetStream
+    consumers), found by comparing what each would ask the data plane to run."""
+    changed = [s for s in _RESTART_SECTIONS if getattr(old, s) != getattr(new, s)]
+    if old.name != new.name:
+        changed.append("name")
+    if compile_plane(old, url)["inputs"] != compile_plane(new, url)["inputs"]:
+        changed.append("sources (subjects or jetstream inputs)")
+    return changed
 
 
 class _ShutdownDuringStart(Exception):

@@ -29,6 +29,8 @@ SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 # A PublishStream client may have this many batches in flight before the server stops
 # reading its stream (HTTP/2 flow control then holds the producer back).
 STREAM_WINDOW = 64
+# How often a durable cursor's position is stored while a subscriber reads.
+CURSOR_SAVE_S = 0.2
 
 
 def _bridge(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Any], Callable[..., None]]:
@@ -53,6 +55,7 @@ def _bridge(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Any], Calla
 class RouterService:
     def __init__(self, service: Service) -> None:
         self.service = service
+        self._cursors: subscriptions.Cursors | None = None
 
     def _publish(self, request: bytes) -> asyncio.Future[bytes]:
         fut, done = _bridge(asyncio.get_running_loop())
@@ -114,6 +117,16 @@ class RouterService:
             spec = subscriptions.resolve(svc.config, request)
         except subscriptions.SubscribeError as e:
             await context.abort(e.code, str(e))
+        durable = request.durable
+        if durable:
+            if self._cursors is None:
+                self._cursors = subscriptions.Cursors(
+                    svc.nc.jetstream(), svc.config.grpc.subscribe.cursor_bucket
+                )
+            cursors = self._cursors
+            position = await cursors.get(spec["stream"], durable)
+            if position is not None:
+                spec["start"] = {"sequence": position + 1}
         try:
             sub = svc.plane.subscribe(json.dumps(spec))
         except ValueError as e:
@@ -121,26 +134,36 @@ class RouterService:
         except MillstreamError as e:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         loop = asyncio.get_running_loop()
+        written: int | None = None
+        saved = loop.time()
         try:
             while True:
                 fut, done = _bridge(loop)
                 sub.next(done)
                 try:
-                    batch: bytes | None = await fut
+                    got: tuple[bytes, int] | None = await fut
                 except MillstreamError as e:
                     # The plane ended the subscription: a slow subscriber, or the stream.
                     text = str(e)
-                    code = (
-                        grpc.StatusCode.RESOURCE_EXHAUSTED
-                        if text.startswith("slow subscriber")
-                        else grpc.StatusCode.UNAVAILABLE
-                    )
-                    await context.abort(code, text)
-                if batch is None:
+                    if text.startswith("slow subscriber"):
+                        resume = (
+                            "" if written is None else f"; resume with from_sequence={written + 1}"
+                        )
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, text + resume)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, text)
+                if got is None:
                     return
+                batch, written = got
                 yield batch
+                # the batch is written: a durable cursor may move past it (saved a few
+                # times a second, and at the end; a crash between saves replays a little)
+                if durable and loop.time() - saved >= CURSOR_SAVE_S:
+                    await cursors.put(spec["stream"], durable, written)
+                    saved = loop.time()
         finally:
             sub.close()
+            if durable and written is not None:
+                await cursors.put(spec["stream"], durable, written)
 
 
 def add_to_server(server: grpc.aio.Server, service: Service) -> None:

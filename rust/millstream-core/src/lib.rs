@@ -11,6 +11,7 @@ pub mod map;
 pub mod pipeline;
 pub mod plan;
 pub mod plane;
+pub mod proto;
 pub mod route;
 pub mod stale;
 pub mod template;

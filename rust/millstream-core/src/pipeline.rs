@@ -652,6 +652,28 @@ impl Pipeline {
         Some((d, s))
     }
 
+    /// Take over from the pipeline this one replaces (a config reload): dedup and stale state
+    /// of every route kept with the same definition, and the counters, so statistics do not
+    /// go back to zero. Returns the routes whose state carried over.
+    pub fn adopt(&mut self, old: &Pipeline, now_ms: u64) -> Vec<String> {
+        let mut kept = Vec::new();
+        for state in old.export_state() {
+            if self.import_state(&state, now_ms).is_some() {
+                kept.push(state.route);
+            }
+        }
+        let (c, o) = (&mut self.counters, &old.counters);
+        c.events_in = o.events_in;
+        c.status = o.status;
+        c.reason = o.reason;
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Some(j) = old.routes.iter().position(|x| x.name == r.name) {
+                c.route[i] = o.route.get(j).copied().unwrap_or(0);
+            }
+        }
+        kept
+    }
+
     pub fn classifier(&self) -> Classifier {
         Classifier {
             sources: Arc::new(

@@ -12,7 +12,7 @@ use millstream_core::{Outcome as CoreOutcome, Pipeline, Reason, Status};
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 // mimalloc: the pipeline allocates per event (JSON values, strings); the system allocator
 // is measurably slower at that size class.
@@ -421,6 +421,87 @@ fn reason_codes() -> Vec<&'static str> {
 #[pyclass(frozen, module = "millstream._core")]
 struct Plane {
     inner: Mutex<millstream_core::plane::Plane>,
+    /// For gRPC calls: works while `inner` is locked by a drain.
+    handle: Option<millstream_core::plane::PlaneHandle>,
+    threads: usize,
+    replies: Replies,
+}
+
+/// A result for a Python callback: (value or None, error or None).
+type Answer = Result<Option<(Vec<u8>, Option<u64>)>, String>;
+
+/// Callbacks into Python run on one thread of their own: a plane task waiting for the GIL
+/// would stall every event behind it.
+#[derive(Clone)]
+struct Replies(std::sync::mpsc::Sender<(Py<PyAny>, Answer)>);
+
+impl Replies {
+    fn start() -> PyResult<Replies> {
+        let (tx, rx) = std::sync::mpsc::channel::<(Py<PyAny>, Answer)>();
+        std::thread::Builder::new()
+            .name("millstream-replies".into())
+            .spawn(move || {
+                while let Ok((done, answer)) = rx.recv() {
+                    Python::attach(|py| {
+                        let args = match answer {
+                            Ok(None) => (py.None(), py.None()),
+                            Ok(Some((bytes, None))) => {
+                                (PyBytes::new(py, &bytes).into_any().unbind(), py.None())
+                            }
+                            Ok(Some((bytes, Some(seq)))) => {
+                                match (PyBytes::new(py, &bytes), seq).into_pyobject(py) {
+                                    Ok(t) => (t.into_any().unbind(), py.None()),
+                                    Err(e) => return e.write_unraisable(py, None),
+                                }
+                            }
+                            Err(e) => (py.None(), PyString::new(py, &e).into_any().unbind()),
+                        };
+                        if let Err(e) = done.call1(py, args) {
+                            e.write_unraisable(py, None);
+                        }
+                    });
+                }
+            })
+            .map_err(|e| PyErr::new::<pyo3::exceptions::PyRuntimeError, _>(e.to_string()))?;
+        Ok(Replies(tx))
+    }
+
+    fn send(&self, done: Py<PyAny>, answer: Answer) {
+        // Fails only once the Plane object is gone, and with it whoever waits.
+        let _ = self.0.send((done, answer));
+    }
+}
+
+fn plane_error(py: Python<'_>, e: millstream_core::plane::PlaneError) -> PyErr {
+    match e {
+        millstream_core::plane::PlaneError::Invalid(m) => {
+            PyErr::new::<pyo3::exceptions::PyValueError, _>(m)
+        }
+        e => py_error(py, "PlaneError", e.to_string()),
+    }
+}
+
+/// One `Router.Subscribe` call's reader (see `Plane.subscribe`).
+#[pyclass(frozen, module = "millstream._core")]
+struct Subscription {
+    inner: millstream_core::plane::Subscription,
+    replies: Replies,
+}
+
+#[pymethods]
+impl Subscription {
+    /// `done((batch, last_sequence), None)` with the next serialised SubscribeResponse,
+    /// `done(None, None)` at the end, `done(None, error)` on failure.
+    fn next(&self, done: Py<PyAny>) {
+        let replies = self.replies.clone();
+        self.inner.next(Box::new(move |r| {
+            replies.send(done, r.map(|b| b.map(|(bytes, seq)| (bytes, Some(seq)))));
+        }));
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
 }
 
 impl Plane {
@@ -451,8 +532,58 @@ impl Plane {
             .detach(move || millstream_core::plane::Plane::start(pipeline, spec))
             .map_err(|e| py_error(py, "PlaneError", e.to_string()))?;
         Ok(Plane {
+            handle: plane.handle(),
             inner: Mutex::new(plane),
+            threads,
+            replies: Replies::start()?,
         })
+    }
+
+    /// Route a serialised PublishRequest; `done(response, None)` or `done(None, error)`
+    /// is called from the plane's reply thread.
+    fn publish(&self, py: Python<'_>, request: &[u8], done: Py<PyAny>) -> PyResult<()> {
+        let handle = self.handle.as_ref().ok_or_else(|| {
+            plane_error(py, millstream_core::plane::PlaneError::Stopped)
+        })?;
+        let replies = self.replies.clone();
+        handle
+            .publish(
+                request,
+                Box::new(move |r| replies.send(done, r.map(|b| Some((b, None))))),
+            )
+            .map_err(|e| plane_error(py, e))
+    }
+
+    /// Start reading canonical events for Router.Subscribe.
+    fn subscribe(&self, py: Python<'_>, spec_json: &str) -> PyResult<Subscription> {
+        let handle = self.handle.as_ref().ok_or_else(|| {
+            plane_error(py, millstream_core::plane::PlaneError::Stopped)
+        })?;
+        let spec: millstream_core::plane::SubscriptionSpec = serde_json::from_str(spec_json)
+            .map_err(|e| {
+                PyErr::new::<pyo3::exceptions::PyValueError, _>(format!(
+                    "bad subscription spec: {e}"
+                ))
+            })?;
+        let inner = handle.subscribe(spec).map_err(|e| plane_error(py, e))?;
+        Ok(Subscription {
+            inner,
+            replies: self.replies.clone(),
+        })
+    }
+
+    /// Swap in a new plan between two batches; returns the previous plan version.
+    #[pyo3(signature = (plan_json, timeout_s=10.0))]
+    fn reload(&self, py: Python<'_>, plan_json: &str, timeout_s: f64) -> PyResult<String> {
+        let handle = self.handle.as_ref().ok_or_else(|| {
+            plane_error(py, millstream_core::plane::PlaneError::Stopped)
+        })?;
+        let pipeline = Pipeline::from_json(plan_json)
+            .and_then(|p| p.with_threads(self.threads))
+            .map_err(|e| py_error(py, "PlanError", e.to_string()))?;
+        let timeout = std::time::Duration::from_secs_f64(timeout_s.max(0.0));
+        py.detach(|| handle.reload(pipeline, timeout))
+            .map_err(|e| plane_error(py, e))
     }
 
     /// Counters, lane depths, latency histograms and connection state (a fresh dict).
@@ -595,6 +726,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Outcome>()?;
     m.add_class::<Delivery>()?;
     m.add_class::<Plane>()?;
+    m.add_class::<Subscription>()?;
     m.add_function(wrap_pyfunction!(reason_codes, m)?)?;
     m.add_function(wrap_pyfunction!(run_load, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

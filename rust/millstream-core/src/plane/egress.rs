@@ -18,7 +18,7 @@ use chrono::{SecondsFormat, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::lanes::{ix, Inbound};
-use super::Shared;
+use super::{publish, Shared};
 use crate::pipeline::{CeAttributes, Outcome, Status};
 use crate::plan::DeliveryMode;
 use crate::{Reason, Rejection};
@@ -123,12 +123,16 @@ pub(crate) struct Waiting {
 pub(crate) async fn dispatch(
     shared: &Arc<Shared>,
     headers: &mut HeaderCache,
-    msg: Inbound,
+    mut msg: Inbound,
     out: Outcome,
 ) -> Option<Waiting> {
     let m = &shared.metrics;
+    if let Some(reply) = msg.reply.as_mut() {
+        reply.set(publish::verdict_of(&out));
+    }
+    let routing = shared.routing();
     for s in &out.skipped {
-        if let Some(r) = shared.route_ix.get(&s.route).and_then(|&i| m.route(i)) {
+        if let Some(r) = routing.route_ix.get(&s.route).and_then(|&i| m.route(i)) {
             match s.status {
                 Status::Stale => r.stale.fetch_add(1, Relaxed),
                 _ => r.duplicate.fetch_add(1, Relaxed),
@@ -191,7 +195,7 @@ pub(crate) async fn dispatch(
         if let Some(r) = out
             .route
             .as_ref()
-            .and_then(|n| shared.route_ix.get(n))
+            .and_then(|n| routing.route_ix.get(n))
             .and_then(|&i| m.route(i))
         {
             r.dead_letter.fetch_add(1, Relaxed);
@@ -250,8 +254,12 @@ pub(crate) async fn relay(shared: &Arc<Shared>, msg: Inbound) {
     finish(shared, msg).await;
 }
 
-/// Everything the event needed is acknowledged: ack its input, record its latency.
-async fn finish(shared: &Shared, msg: Inbound) {
+/// Everything the event needed is acknowledged: ack its input (or answer its gRPC caller),
+/// record its latency.
+async fn finish(shared: &Shared, mut msg: Inbound) {
+    if let Some(reply) = msg.reply.take() {
+        reply.send();
+    }
     if let Some(acker) = &msg.acker {
         if let Err(e) = acker.ack().await {
             // The ack is lost only if the connection is: JetStream redelivers after
@@ -338,13 +346,16 @@ async fn settle(
 
 /// Ack an event whose outputs all succeeded; otherwise nak it with backoff, or on its last
 /// delivery keep it as an `output_failed` dead letter.
-async fn after(shared: &Shared, msg: Inbound, errors: Vec<String>, source: Option<Arc<str>>) {
+async fn after(shared: &Shared, mut msg: Inbound, errors: Vec<String>, source: Option<Arc<str>>) {
     let m = &shared.metrics;
     if errors.is_empty() {
         finish(shared, msg).await;
         return;
     }
     let detail = errors.join("; ");
+    if let Some(reply) = msg.reply.as_mut() {
+        reply.output_failed(detail.clone());
+    }
     m.error(detail.clone());
     let last_try = msg
         .retry
@@ -382,9 +393,13 @@ async fn after(shared: &Shared, msg: Inbound, errors: Vec<String>, source: Optio
             finish(shared, msg).await;
         }
         Err(e) => {
-            // Nowhere safe to put it: leave it unacked in its stream (redelivered later).
+            // Nowhere safe to put it: leave it unacked in its stream (redelivered later); a
+            // gRPC caller is told it failed.
             m.dead_letter_failed.fetch_add(1, Relaxed);
             m.error(format!("dead letter: {e}"));
+            if let Some(reply) = msg.reply.take() {
+                reply.send();
+            }
             if let Some(acker) = &msg.acker {
                 m.naks.fetch_add(1, Relaxed);
                 let _ = acker
@@ -395,8 +410,8 @@ async fn after(shared: &Shared, msg: Inbound, errors: Vec<String>, source: Optio
     }
 }
 
-fn route_name(shared: &Shared, ix: usize) -> &str {
-    shared.metrics.routes.get(ix).map_or("?", |(n, _)| n)
+fn route_name(shared: &Shared, ix: usize) -> Arc<str> {
+    shared.metrics.route_name(ix)
 }
 
 /// Publish the original payload to `<prefix>.<reason>` with headers that say why.
@@ -417,7 +432,10 @@ async fn dead_letter(
         h.insert("Millstream-Source", enc(s).as_ref());
     }
     h.insert("Millstream-Subject", enc(&msg.subject).as_ref());
-    h.insert("Millstream-Config-Version", shared.config_version.as_ref());
+    h.insert(
+        "Millstream-Config-Version",
+        shared.routing().config_version.as_str(),
+    );
     h.insert("Millstream-Attempt", msg.delivered.to_string().as_ref());
     h.insert(
         "Millstream-Time",

@@ -12,18 +12,37 @@ use tokio_util::sync::CancellationToken;
 
 use super::lanes::{Inbound, LaneSenders, Retry};
 use super::metrics::Metrics;
-use super::{InputSpec, PlaneError};
+use super::{InputSpec, PlaneError, Shared};
 use crate::pipeline::Classifier;
 use crate::plan::Lane;
 
-/// Subjects repeat (one per machine or Odoo model): remember each one's lane.
+/// Subjects repeat (one per machine or Odoo model): remember each one's lane, until a
+/// reload changes the routes.
 struct Lanes {
+    shared: Arc<Shared>,
+    generation: u64,
     classifier: Classifier,
     cache: hashbrown::HashMap<String, (Lane, bool)>,
 }
 
 impl Lanes {
+    fn new(shared: &Arc<Shared>) -> Lanes {
+        let routing = shared.routing();
+        Lanes {
+            shared: shared.clone(),
+            generation: routing.generation,
+            classifier: routing.classifier.clone(),
+            cache: hashbrown::HashMap::new(),
+        }
+    }
+
     fn of(&mut self, subject: &str) -> (Lane, bool) {
+        let routing = self.shared.routing();
+        if routing.generation != self.generation {
+            self.generation = routing.generation;
+            self.classifier = routing.classifier.clone();
+            self.cache.clear();
+        }
         if let Some(&c) = self.cache.get(subject) {
             return c;
         }
@@ -41,7 +60,7 @@ pub(crate) async fn start(
     js: &jetstream::Context,
     inputs: &[InputSpec],
     senders: &LaneSenders,
-    classifier: &Classifier,
+    shared: &Arc<Shared>,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, PlaneError> {
@@ -51,10 +70,7 @@ pub(crate) async fn start(
             source_name: input.source.clone(),
             detail,
         };
-        let lanes = || Lanes {
-            classifier: classifier.clone(),
-            cache: hashbrown::HashMap::new(),
-        };
+        let lanes = || Lanes::new(shared);
         match &input.jetstream {
             None => {
                 for subject in &input.subjects {
@@ -138,6 +154,7 @@ async fn core_loop(
             retry: None,
             lane,
             received: Instant::now(),
+            reply: None,
         };
         if !senders.send(inbound, may_shed).await {
             break;
@@ -202,6 +219,7 @@ async fn pull_loop(
                 retry: Some(retry.clone()),
                 lane,
                 received: Instant::now(),
+                reply: None,
             };
             if !senders.send(inbound, false).await {
                 return;

@@ -2,6 +2,7 @@
 //! from critical first, then standard, then bulk, a whole batch at a time; under overload
 //! the bulk queue fills first and, where every route is best effort, sheds (counted).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
+use super::publish::Reply;
 use super::{egress, LanesSpec, Shared};
 use crate::pipeline::Outcome;
 use crate::plan::Lane;
@@ -24,6 +26,8 @@ pub(crate) struct Inbound {
     pub retry: Option<Arc<Retry>>,
     pub lane: Lane,
     pub received: Instant,
+    /// gRPC publishes only: where the event's verdict goes.
+    pub reply: Option<Reply>,
 }
 
 /// How a JetStream input is retried when an output fails.
@@ -154,7 +158,14 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
     let egress_shared = shared.clone();
     let egress_task = tokio::spawn(async move {
         let mut headers = egress::HeaderCache::default();
+        let mut generation = egress_shared.routing().generation;
         while let Some(batch) = rx.recv().await {
+            // header templates are keyed by route position, which a reload may change
+            let now = egress_shared.routing().generation;
+            if now != generation {
+                headers = egress::HeaderCache::default();
+                generation = now;
+            }
             let mut waiting = Vec::new();
             for (msg, out) in batch {
                 match out {
@@ -170,14 +181,19 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
             }
             if !waiting.is_empty() {
                 let s = egress_shared.clone();
-                egress_shared
-                    .inflight
-                    .spawn(egress::settle_batch(s, waiting));
+                egress_shared.settling.fetch_add(1, Ordering::AcqRel);
+                egress_shared.inflight.spawn(async move {
+                    egress::settle_batch(s.clone(), waiting).await;
+                    s.settling.fetch_sub(1, Ordering::AcqRel);
+                });
             }
+            egress_shared.egress_queued.fetch_sub(1, Ordering::AcqRel);
         }
     });
     let mut buf: Vec<Inbound> = Vec::new();
     while let Some(lane) = lanes.recv(&mut buf).await {
+        // A reload waits for this between two batches.
+        let turn = shared.turn.lock().await;
         let m = &shared.metrics.lanes[ix(lane)];
         m.taken(buf.len());
         let batch: Vec<(Inbound, Option<Outcome>)> = if shared.passthrough {
@@ -192,9 +208,11 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
             };
             buf.drain(..).zip(outcomes.into_iter().map(Some)).collect()
         };
+        shared.egress_queued.fetch_add(1, Ordering::AcqRel);
         if tx.send(batch).await.is_err() {
             break;
         }
+        drop(turn);
     }
     // drain: egress finishes what it was given before the worker counts as done
     drop(tx);
@@ -228,6 +246,7 @@ mod tests {
             retry: None,
             lane,
             received: Instant::now(),
+            reply: None,
         }
     }
 

@@ -63,7 +63,11 @@ pub struct RouteMetrics {
 
 #[derive(Default)]
 pub struct Metrics {
-    pub(crate) routes: Vec<(Arc<str>, RouteMetrics)>,
+    /// By route position in the running plan; a reload swaps it, keeping the counters of
+    /// the routes it keeps.
+    pub(crate) routes: arc_swap::ArcSwap<Vec<(Arc<str>, Arc<RouteMetrics>)>>,
+    /// Events that arrived over gRPC (Router.Publish/PublishStream).
+    pub(crate) grpc_events: AtomicU64,
     pub(crate) lanes: [LaneMetrics; 3],
     pub(crate) received: AtomicU64,
     pub(crate) acked: AtomicU64,
@@ -84,16 +88,40 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(routes: Vec<Arc<str>>) -> Metrics {
         Metrics {
-            routes: routes
-                .into_iter()
-                .map(|r| (r, RouteMetrics::default()))
-                .collect(),
+            routes: arc_swap::ArcSwap::from_pointee(
+                routes
+                    .into_iter()
+                    .map(|r| (r, Arc::new(RouteMetrics::default())))
+                    .collect(),
+            ),
             ..Metrics::default()
         }
     }
 
-    pub(crate) fn route(&self, ix: usize) -> Option<&RouteMetrics> {
-        self.routes.get(ix).map(|(_, m)| m)
+    pub(crate) fn route(&self, ix: usize) -> Option<Arc<RouteMetrics>> {
+        self.routes.load().get(ix).map(|(_, m)| m.clone())
+    }
+
+    pub(crate) fn route_name(&self, ix: usize) -> Arc<str> {
+        self.routes
+            .load()
+            .get(ix)
+            .map_or_else(|| Arc::from("?"), |(n, _)| n.clone())
+    }
+
+    /// A reload's new route list: counters carry over by name.
+    pub(crate) fn set_routes(&self, names: Vec<Arc<str>>) {
+        let old = self.routes.load_full();
+        let by_name: std::collections::HashMap<&str, &Arc<RouteMetrics>> =
+            old.iter().map(|(n, m)| (&**n, m)).collect();
+        let new = names
+            .into_iter()
+            .map(|n| {
+                let m = by_name.get(&*n).map_or_else(Default::default, |m| (*m).clone());
+                (n, m)
+            })
+            .collect();
+        self.routes.store(Arc::new(new));
     }
 
     pub(crate) fn set_connected(&self, up: bool) {
@@ -148,6 +176,7 @@ impl Metrics {
             .collect();
         let routes: Map<String, Value> = self
             .routes
+            .load()
             .iter()
             .map(|(name, m)| {
                 (
@@ -197,7 +226,11 @@ impl Metrics {
                 "dead_letter_failed": g(&self.dead_letter_failed),
                 "relayed": g(&self.relayed),
             },
-            "inputs": {"received": g(&self.received), "acked": g(&self.acked)},
+            "inputs": {
+                "received": g(&self.received),
+                "acked": g(&self.acked),
+                "grpc": g(&self.grpc_events),
+            },
             "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
         })
     }

@@ -13,9 +13,13 @@ mod egress;
 mod ingest;
 mod lanes;
 mod metrics;
+mod publish;
+mod reload;
 mod state;
+mod subscribe;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,10 +29,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Classifier, Pipeline};
 use crate::plan::Lane;
 
 pub use metrics::Metrics;
+pub use publish::Done;
+pub use subscribe::{Subscription, SubscriptionSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +118,38 @@ pub enum PlaneError {
     State { bucket: String, detail: String },
     #[error("data plane: {0}")]
     Runtime(String),
+    /// A request or spec from the caller that cannot be used (raised as ValueError).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the data plane is not running")]
+    Stopped,
+}
+
+/// What a config reload replaces while tasks keep reading it: each reader loads it once per
+/// batch or event.
+pub(crate) struct Routing {
+    /// Bumped by every reload: caches keyed by route position (egress headers, ingest
+    /// lanes) start again when it changes.
+    pub generation: u64,
+    pub route_ix: HashMap<Arc<str>, usize>,
+    pub config_version: String,
+    pub classifier: Classifier,
+}
+
+impl Routing {
+    fn of(pipeline: &Pipeline, generation: u64) -> Routing {
+        Routing {
+            generation,
+            route_ix: pipeline
+                .route_names()
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (n, i))
+                .collect(),
+            config_version: pipeline.version.clone(),
+            classifier: pipeline.classifier(),
+        }
+    }
 }
 
 /// What every task of the plane shares.
@@ -123,9 +161,18 @@ pub(crate) struct Shared {
     /// Tasks awaiting PubAcks before they ack an input: drain waits for all of them.
     inflight: TaskTracker,
     dead_letter_prefix: String,
-    config_version: String,
     passthrough: bool,
-    route_ix: HashMap<Arc<str>, usize>,
+    routing: arc_swap::ArcSwap<Routing>,
+    /// Where gRPC publishes enter the lanes; taken away when the plane drains.
+    publish_senders: Mutex<Option<lanes::LaneSenders>>,
+    /// Held by the worker for each batch it runs, and by a reload while it swaps the plan.
+    turn: tokio::sync::Mutex<()>,
+    /// Batches handed to egress and not yet dispatched, and batches awaiting PubAcks: a
+    /// reload waits for both to reach zero, so no settlement uses the old route positions.
+    egress_queued: AtomicUsize,
+    settling: AtomicUsize,
+    /// Dedup and stale changes are journalled for snapshots (a reloaded plan must too).
+    tracks_state: bool,
 }
 
 impl Shared {
@@ -133,6 +180,50 @@ impl Shared {
     /// updated per event under `catch_unwind`, so it stays consistent).
     fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
         self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
+        self.routing.load()
+    }
+
+    fn publish_senders(&self) -> Option<lanes::LaneSenders> {
+        self.publish_senders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What gRPC calls use while the plane runs: cheap to clone, independent of `Plane`'s
+/// lifecycle methods (a drain in progress does not block them).
+#[derive(Clone)]
+pub struct PlaneHandle {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PlaneHandle {
+    /// Decode a serialised `PublishRequest` and queue its events; `done` gets the
+    /// serialised `PublishResponse` once every event has its verdict.
+    pub fn publish(&self, request: &[u8], done: Done) -> Result<(), PlaneError> {
+        let req = publish::decode(request).map_err(PlaneError::Invalid)?;
+        if self.shared.publish_senders().is_none() {
+            return Err(PlaneError::Stopped);
+        }
+        self.runtime
+            .spawn(publish::enqueue(self.shared.clone(), req, done));
+        Ok(())
+    }
+
+    /// Start reading canonical events for a `Router.Subscribe` call.
+    pub fn subscribe(&self, spec: SubscriptionSpec) -> Result<Subscription, PlaneError> {
+        subscribe::start(&self.shared, &self.runtime, spec)
+    }
+
+    /// Swap in a new plan between two batches (see `reload`); returns the previous version.
+    pub fn reload(&self, pipeline: Pipeline, timeout: Duration) -> Result<String, PlaneError> {
+        self.runtime
+            .block_on(reload::swap(self.shared.clone(), pipeline, timeout))
     }
 }
 
@@ -239,31 +330,29 @@ impl Plane {
                 Some((store, s.snapshot_every_ms))
             }
         };
-        let classifier = pipeline.classifier();
-        let route_ix = pipeline
-            .route_names()
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| (n, i))
-            .collect();
+        let tracks_state = snapshots.is_some();
+        let (senders, receivers) = lanes::channels(&spec.lanes, metrics.clone());
         let shared = Arc::new(Shared {
             dead_letter_prefix: pipeline.dead_letter.subject_prefix.clone(),
-            config_version: pipeline.version.clone(),
+            routing: arc_swap::ArcSwap::from_pointee(Routing::of(&pipeline, 0)),
             pipeline: Mutex::new(pipeline),
             metrics: metrics.clone(),
             client: client.clone(),
             js: js.clone(),
             inflight: TaskTracker::new(),
             passthrough: spec.passthrough,
-            route_ix,
+            publish_senders: Mutex::new(Some(senders.clone())),
+            turn: tokio::sync::Mutex::new(()),
+            egress_queued: AtomicUsize::new(0),
+            settling: AtomicUsize::new(0),
+            tracks_state,
         });
-        let (senders, receivers) = lanes::channels(&spec.lanes, metrics.clone());
         let ingest = ingest::start(
             &client,
             &js,
             &spec.inputs,
             &senders,
-            &classifier,
+            &shared,
             &metrics,
             &stop_intake,
         )
@@ -297,6 +386,14 @@ impl Plane {
         self.runtime.is_some()
     }
 
+    /// A handle for gRPC calls; None once drained.
+    pub fn handle(&self) -> Option<PlaneHandle> {
+        self.runtime.as_ref().map(|rt| PlaneHandle {
+            shared: self.shared.clone(),
+            runtime: rt.handle().clone(),
+        })
+    }
+
     /// Save dedup and stale state now; returns how many keys were written.
     pub fn snapshot(&self) -> Result<usize, PlaneError> {
         let (Some(rt), Some((store, _))) = (&self.runtime, &self.snapshots) else {
@@ -322,6 +419,11 @@ impl Plane {
             //    ingest tasks own the lane senders, so their end closes the lanes once what is
             //    queued has been taken.
             stop_intake.cancel();
+            shared
+                .publish_senders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             for mut task in ingest {
                 if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                     task.abort();
