@@ -471,6 +471,8 @@ class SubscribeConfig(_Model):
     max_stall: DurationMs = 2_000
     # Events per response when the request does not say.
     max_batch: int = Field(500, ge=1, le=10_000)
+    # Key-value bucket of durable cursors (created on first use).
+    cursor_bucket: str = "MILLSTREAM_CURSORS"
 
 
 class GrpcTlsConfig(_Model):
