@@ -290,6 +290,11 @@ class Client:
             request_serializer=router_pb2.SubscribeRequest.SerializeToString,
             response_deserializer=router_pb2.SubscribeResponse.FromString,
         )
+        self._commit = ch.unary_unary(
+            f"/{ROUTER}/Commit",
+            request_serializer=router_pb2.CommitRequest.SerializeToString,
+            response_deserializer=router_pb2.CommitResponse.FromString,
+        )
         self._get_stats = ch.unary_unary(
             f"/{ADMIN}/GetStats",
             request_serializer=admin_pb2.GetStatsRequest.SerializeToString,
@@ -431,6 +436,17 @@ class Client:
         ):
             yield from batch.events
 
+    def commit(self, durable: str, sequence: int, *, timeout: float | None = None) -> int:
+        """Mark everything up to `sequence` as processed by the durable cursor `durable`:
+        the next `subscribe(durable=...)` starts right after it. Returns the previous
+        committed sequence (0 when none)."""
+        response = self._commit(
+            router_pb2.CommitRequest(durable=durable, sequence=sequence),
+            timeout=self._deadline(timeout),
+            metadata=self._metadata,
+        )
+        return int(response.previous)
+
     # Admin
 
     def stats(self, *, timeout: float | None = None) -> admin_pb2.GetStatsResponse:
@@ -568,6 +584,11 @@ class AsyncClient:
             f"/{ROUTER}/Subscribe",
             request_serializer=router_pb2.SubscribeRequest.SerializeToString,
             response_deserializer=router_pb2.SubscribeResponse.FromString,
+        )
+        self._commit = ch.unary_unary(
+            f"/{ROUTER}/Commit",
+            request_serializer=router_pb2.CommitRequest.SerializeToString,
+            response_deserializer=router_pb2.CommitResponse.FromString,
         )
         self._get_stats = ch.unary_unary(
             f"/{ADMIN}/GetStats",
@@ -718,6 +739,15 @@ class AsyncClient:
                     yield event
         finally:
             await batches.aclose()
+
+    async def commit(self, durable: str, sequence: int, *, timeout: float | None = None) -> int:
+        """See `Client.commit`."""
+        response = await self._commit(
+            router_pb2.CommitRequest(durable=durable, sequence=sequence),
+            timeout=self._deadline(timeout),
+            metadata=self._metadata,
+        )
+        return int(response.previous)
 
     # Admin
 

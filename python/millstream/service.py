@@ -325,8 +325,9 @@ async def serving(
     kwargs.setdefault("handle_signals", False)
     shutdown = kwargs.setdefault("shutdown", asyncio.Event())
     task = asyncio.create_task(async_run(config, ready=up.set_result, **kwargs))
+    waiting: set[asyncio.Future[Any]] = {task, up}
     done, _ = await asyncio.wait(
-        {task, up}, timeout=start_timeout, return_when=asyncio.FIRST_COMPLETED
+        waiting, timeout=start_timeout, return_when=asyncio.FIRST_COMPLETED
     )
     if task in done:
         task.result()  # raises what stopped it

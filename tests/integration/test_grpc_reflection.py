@@ -125,7 +125,7 @@ async def test_reflection_alone_finds_and_calls_admin(
             "ReplayDeadLetters",
         }
         router = await r.service("millstream.v1.Router")
-        assert set(router.methods_by_name) == {"Publish", "PublishStream", "Subscribe"}
+        assert set(router.methods_by_name) == {"Publish", "PublishStream", "Subscribe", "Commit"}
 
         request, get_stats = await r.method("millstream.v1.Admin", "GetStats")
         stats = as_dict(await get_stats(request()))

@@ -219,13 +219,19 @@ async def test_subscribe_replays_from_a_sequence_and_resumes_a_durable_cursor(
     rest = await read(10, from_sequence=seqs[20])
     assert [e.sequence for e in rest] == seqs[20:]
 
-    # a durable cursor: the first call starts at the beginning, the second resumes after
-    # what the first one received
-    first = await read(7, from_beginning=True, durable="planning")
-    assert len(first) == 7
-    await asyncio.sleep(0.1)
-    second = await read(23, durable="planning")
+    # a durable cursor: a subscriber that committed what it processed resumes right after
+    # it; until then its start applies, so nothing it did not commit is skipped
+    first = await read(10, from_beginning=True, durable="planning")
+    assert [e.sequence for e in first[:10]] == seqs[:10]
+    again = await read(10, from_beginning=True, durable="planning")
+    assert [e.sequence for e in again[:10]] == seqs[:10]
+    commit = await stub.Commit(router_pb2.CommitRequest(durable="planning", sequence=seqs[6]))
+    assert commit.previous == 0
+    second = await read(23, from_beginning=True, durable="planning")
     assert [e.sequence for e in second] == seqs[7:]
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await stub.Commit(router_pb2.CommitRequest(durable="nobody", sequence=1))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_subscribe_filters_by_type_and_refuses_unknown_ones(
@@ -270,22 +276,21 @@ async def test_a_slow_subscriber_is_cut_off_while_a_fast_one_gets_everything(
         update={"grpc": grpc_config(buffer=2, max_stall="300ms")}
     )
     n = 6000
-    async with (
-        serving(config, nats_url=nats_server.url, metrics_port=None, store_dir=tmp_path) as svc,
-        grpc.aio.insecure_channel(
-            f"127.0.0.1:{svc.grpc.port if svc.grpc else 0}",
-            # a small window, so a subscriber that stops reading holds the server back soon
-            options=[
-                ("grpc.http2.lookahead_bytes", 16384),
-                ("grpc.max_receive_message_length", 1 << 24),
-            ],
-        ) as ch,
-    ):
-        stub = router_pb2_grpc.RouterStub(ch)
+    async with serving(
+        config, nats_url=nats_server.url, metrics_port=None, store_dir=tmp_path
+    ) as svc:
+        assert svc.grpc is not None
+        target = f"127.0.0.1:{svc.grpc.port}"
+        # two clients, as two services would be
+        fast_ch = grpc.aio.insecure_channel(target)
+        # without BDP probing the slow client's window stays small, so its unread events
+        # back up into the router instead of into the client library
+        slow_ch = grpc.aio.insecure_channel(target, options=[("grpc.http2.bdp_probe", 0)])
+        stub = router_pb2_grpc.RouterStub(fast_ch)
         fast = stub.Subscribe(
             router_pb2.SubscribeRequest(routes=["inventory-movements"], max_batch=100)
         )
-        slow = stub.Subscribe(
+        slow = router_pb2_grpc.RouterStub(slow_ch).Subscribe(
             router_pb2.SubscribeRequest(routes=["inventory-movements"], max_batch=100)
         )
         await asyncio.sleep(0.3)
@@ -302,18 +307,26 @@ async def test_a_slow_subscriber_is_cut_off_while_a_fast_one_gets_everything(
                     break
             return count
 
-        async def read_slow() -> grpc.StatusCode:
+        async def read_slow() -> tuple[grpc.StatusCode, int, str]:
+            count = 0
             try:
-                async for _ in slow:
-                    await asyncio.sleep(5)  # one batch, then stop reading
+                async for batch in slow:
+                    if count == 0:
+                        await asyncio.sleep(2)  # stops reading for longer than max_stall
+                    count += len(batch.events)
             except grpc.aio.AioRpcError as e:
-                return e.code()
-            return grpc.StatusCode.OK
+                return e.code(), count, e.details() or ""
+            return grpc.StatusCode.OK, count, ""
 
-        got, cut = await asyncio.gather(read_fast(), read_slow())
+        got, (cut, slow_got, why) = await asyncio.gather(read_fast(), read_slow())
         fast.cancel()
+        await fast_ch.close()
+        await slow_ch.close()
         assert got == n
-        assert cut == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # it learns why once it reads again, after what was already on its way to it
+        assert cut == grpc.StatusCode.RESOURCE_EXHAUSTED, why
+        assert slow_got < n
+        assert "resume with from_sequence=" in why
 
 
 async def test_reload_under_load_loses_and_duplicates_nothing(

@@ -45,6 +45,7 @@ METHOD_ROLES: Mapping[str, Role] = {
     "/millstream.v1.Router/Publish": "producer",
     "/millstream.v1.Router/PublishStream": "producer",
     "/millstream.v1.Router/Subscribe": "consumer",
+    "/millstream.v1.Router/Commit": "consumer",
     "/millstream.v1.Admin/GetStats": "admin",
     "/millstream.v1.Admin/ListRoutes": "admin",
     "/millstream.v1.Admin/CheckConfig": "admin",

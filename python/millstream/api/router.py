@@ -29,8 +29,6 @@ SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 # A PublishStream client may have this many batches in flight before the server stops
 # reading its stream (HTTP/2 flow control then holds the producer back).
 STREAM_WINDOW = 64
-# How often a durable cursor's position is stored while a subscriber reads.
-CURSOR_SAVE_S = 0.2
 
 
 def _bridge(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Any], Callable[..., None]]:
@@ -56,6 +54,8 @@ class RouterService:
     def __init__(self, service: Service) -> None:
         self.service = service
         self._cursors: subscriptions.Cursors | None = None
+        # durable cursor -> the stream it reads, from the subscriptions made here
+        self._durables: dict[str, str] = {}
 
     def _publish(self, request: bytes) -> asyncio.Future[bytes]:
         fut, done = _bridge(asyncio.get_running_loop())
@@ -64,7 +64,9 @@ class RouterService:
         self.service.plane.publish(request, done)
         return fut
 
-    async def publish(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def publish(
+        self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
         try:
             fut = self._publish(request)
         except ValueError as e:
@@ -77,7 +79,7 @@ class RouterService:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
 
     async def publish_stream(
-        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
     ) -> AsyncIterator[bytes]:
         # Requests are handed to the plane as they arrive; responses are written as their
         # batches settle, which keeps STREAM_WINDOW batches in flight per caller.
@@ -109,7 +111,9 @@ class RouterService:
             await context.abort(*failure[0])
 
     async def subscribe(
-        self, request: router_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: router_pb2.SubscribeRequest,
+        context: grpc.aio.ServicerContext[router_pb2.SubscribeRequest, bytes],
     ) -> AsyncIterator[bytes]:
         svc = self.service
         assert svc.config.grpc is not None
@@ -119,14 +123,17 @@ class RouterService:
             await context.abort(e.code, str(e))
         durable = request.durable
         if durable:
-            if self._cursors is None:
-                self._cursors = subscriptions.Cursors(
-                    svc.nc.jetstream(), svc.config.grpc.subscribe.cursor_bucket
-                )
-            cursors = self._cursors
-            position = await cursors.get(spec["stream"], durable)
-            if position is not None:
+            committed = await self.cursors().get(durable)
+            if committed is not None:
+                stream, position = committed
+                if stream != spec["stream"]:
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"durable cursor {durable!r} belongs to stream {stream}, and this "
+                        f"subscription reads {spec['stream']}",
+                    )
                 spec["start"] = {"sequence": position + 1}
+            self._durables[durable] = spec["stream"]
         try:
             sub = svc.plane.subscribe(json.dumps(spec))
         except ValueError as e:
@@ -135,7 +142,6 @@ class RouterService:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         loop = asyncio.get_running_loop()
         written: int | None = None
-        saved = loop.time()
         try:
             while True:
                 fut, done = _bridge(loop)
@@ -155,24 +161,52 @@ class RouterService:
                     return
                 batch, written = got
                 yield batch
-                # the batch is written: a durable cursor may move past it (saved a few
-                # times a second, and at the end; a crash between saves replays a little)
-                if durable and loop.time() - saved >= CURSOR_SAVE_S:
-                    await cursors.put(spec["stream"], durable, written)
-                    saved = loop.time()
         finally:
             sub.close()
-            if durable and written is not None:
-                await cursors.put(spec["stream"], durable, written)
+
+    async def commit(
+        self,
+        request: router_pb2.CommitRequest,
+        context: grpc.aio.ServicerContext[router_pb2.CommitRequest, bytes],
+    ) -> bytes:
+        durable = request.durable
+        if not subscriptions.valid_cursor_name(durable):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"durable cursor name {durable!r}: use 1-64 of [A-Za-z0-9_-]",
+            )
+        stream = self._durables.get(durable)
+        if stream is None:
+            committed = await self.cursors().get(durable)
+            if committed is None:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"no durable cursor {durable!r}: subscribe with it first",
+                )
+            stream = committed[0]
+        previous = await self.cursors().commit(durable, stream, request.sequence)
+        return router_pb2.CommitResponse(previous=previous).SerializeToString()
+
+    def cursors(self) -> subscriptions.Cursors:
+        if self._cursors is None:
+            grpc_config = self.service.config.grpc
+            assert grpc_config is not None
+            self._cursors = subscriptions.Cursors(
+                self.service.nc.jetstream(), grpc_config.subscribe.cursor_bucket
+            )
+        return self._cursors
 
 
 def add_to_server(server: grpc.aio.Server, service: Service) -> None:
     r = RouterService(service)
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Publish": grpc.unary_unary_rpc_method_handler(r.publish),
         "PublishStream": grpc.stream_stream_rpc_method_handler(r.publish_stream),
         "Subscribe": grpc.unary_stream_rpc_method_handler(
             r.subscribe, request_deserializer=router_pb2.SubscribeRequest.FromString
+        ),
+        "Commit": grpc.unary_unary_rpc_method_handler(
+            r.commit, request_deserializer=router_pb2.CommitRequest.FromString
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

@@ -1,11 +1,12 @@
 """Router.Subscribe's request, resolved against the running configuration into what the
 Rust reader needs: which stream, which subjects to filter on at the server, which types and
 routes to keep, where to start. Durable cursors live here too: a named position (the last
-stream sequence written to the subscriber) in a JetStream key-value bucket, from which the
-next call with that name resumes."""
+stream sequence the subscriber committed as processed, with Router.Commit) in a JetStream
+key-value bucket, from which the next call with that name resumes."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 MAX_BATCH = 10_000
 _CURSOR_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def valid_cursor_name(name: str) -> bool:
+    return _CURSOR_NAME.match(name) is not None
 
 
 class SubscribeError(Exception):
@@ -127,7 +132,7 @@ def resolve(config: Config, request: router_pb2.SubscribeRequest) -> dict[str, A
         start = "beginning"
     else:
         start = "now"
-    if request.durable and not _CURSOR_NAME.match(request.durable):
+    if request.durable and not valid_cursor_name(request.durable):
         raise SubscribeError(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"durable cursor name {request.durable!r}: use 1-64 of [A-Za-z0-9_-]",
@@ -145,8 +150,8 @@ def resolve(config: Config, request: router_pb2.SubscribeRequest) -> dict[str, A
 
 
 class Cursors:
-    """Durable cursors: `<durable>` -> the last stream sequence written to the subscriber,
-    in a key-value bucket created on first use."""
+    """Durable cursors: `<durable>` -> {"stream", "sequence"} (the last sequence the
+    subscriber committed), in a key-value bucket created on first use."""
 
     def __init__(self, js: JetStreamContext, bucket: str) -> None:
         self.js = js
@@ -161,18 +166,21 @@ class Cursors:
                 self._kv = await self.js.create_key_value(bucket=self.bucket, history=1)
         return self._kv
 
-    @staticmethod
-    def _key(stream: str, durable: str) -> str:
-        return f"{stream}.{durable}"
-
-    async def get(self, stream: str, durable: str) -> int | None:
+    async def get(self, durable: str) -> tuple[str, int] | None:
+        """(stream, sequence) committed for `durable`, if any."""
         kv = await self._store()
         try:
-            entry = await kv.get(self._key(stream, durable))
+            entry = await kv.get(durable)
         except nats.js.errors.KeyNotFoundError:
             return None
-        return int(entry.value) if entry.value else None
+        if not entry.value:
+            return None
+        doc = json.loads(entry.value)
+        return str(doc["stream"]), int(doc["sequence"])
 
-    async def put(self, stream: str, durable: str, sequence: int) -> None:
+    async def commit(self, durable: str, stream: str, sequence: int) -> int:
+        """Store the position; returns the previous one (0 when none)."""
+        previous = await self.get(durable)
         kv = await self._store()
-        await kv.put(self._key(stream, durable), str(sequence).encode())
+        await kv.put(durable, json.dumps({"stream": stream, "sequence": sequence}).encode())
+        return previous[1] if previous else 0

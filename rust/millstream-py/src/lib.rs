@@ -542,9 +542,10 @@ impl Plane {
     /// Route a serialised PublishRequest; `done(response, None)` or `done(None, error)`
     /// is called from the plane's reply thread.
     fn publish(&self, py: Python<'_>, request: &[u8], done: Py<PyAny>) -> PyResult<()> {
-        let handle = self.handle.as_ref().ok_or_else(|| {
-            plane_error(py, millstream_core::plane::PlaneError::Stopped)
-        })?;
+        let handle = self
+            .handle
+            .as_ref()
+            .ok_or_else(|| plane_error(py, millstream_core::plane::PlaneError::Stopped))?;
         let replies = self.replies.clone();
         handle
             .publish(
@@ -556,9 +557,10 @@ impl Plane {
 
     /// Start reading canonical events for Router.Subscribe.
     fn subscribe(&self, py: Python<'_>, spec_json: &str) -> PyResult<Subscription> {
-        let handle = self.handle.as_ref().ok_or_else(|| {
-            plane_error(py, millstream_core::plane::PlaneError::Stopped)
-        })?;
+        let handle = self
+            .handle
+            .as_ref()
+            .ok_or_else(|| plane_error(py, millstream_core::plane::PlaneError::Stopped))?;
         let spec: millstream_core::plane::SubscriptionSpec = serde_json::from_str(spec_json)
             .map_err(|e| {
                 PyErr::new::<pyo3::exceptions::PyValueError, _>(format!(
@@ -575,9 +577,10 @@ impl Plane {
     /// Swap in a new plan between two batches; returns the previous plan version.
     #[pyo3(signature = (plan_json, timeout_s=10.0))]
     fn reload(&self, py: Python<'_>, plan_json: &str, timeout_s: f64) -> PyResult<String> {
-        let handle = self.handle.as_ref().ok_or_else(|| {
-            plane_error(py, millstream_core::plane::PlaneError::Stopped)
-        })?;
+        let handle = self
+            .handle
+            .as_ref()
+            .ok_or_else(|| plane_error(py, millstream_core::plane::PlaneError::Stopped))?;
         let pipeline = Pipeline::from_json(plan_json)
             .and_then(|p| p.with_threads(self.threads))
             .map_err(|e| py_error(py, "PlanError", e.to_string()))?;

@@ -126,3 +126,17 @@ class SubscribedEvent(_message.Message):
     subject: str
     route: str
     def __init__(self, event: _Optional[_Union[_event_pb2.CloudEvent, _Mapping]] = ..., sequence: _Optional[int] = ..., subject: _Optional[str] = ..., route: _Optional[str] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("durable", "sequence")
+    DURABLE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    durable: str
+    sequence: int
+    def __init__(self, durable: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ("previous",)
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    previous: int
+    def __init__(self, previous: _Optional[int] = ...) -> None: ...

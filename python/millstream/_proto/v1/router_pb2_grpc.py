@@ -49,6 +49,11 @@ class RouterStub:
                 request_serializer=millstream_dot_v1_dot_router__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=millstream_dot_v1_dot_router__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
+        self.Commit = channel.unary_unary(
+                '/millstream.v1.Router/Commit',
+                request_serializer=millstream_dot_v1_dot_router__pb2.CommitRequest.SerializeToString,
+                response_deserializer=millstream_dot_v1_dot_router__pb2.CommitResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -80,6 +85,15 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Commit(self, request, context):
+        """Move a durable cursor: the subscriber has processed everything up to `sequence`. The
+        next Subscribe with that `durable` starts right after it (at-least-once, as consumer
+        offsets in Kafka: events after the last commit are delivered again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +111,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=millstream_dot_v1_dot_router__pb2.SubscribeRequest.FromString,
                     response_serializer=millstream_dot_v1_dot_router__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'Commit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Commit,
+                    request_deserializer=millstream_dot_v1_dot_router__pb2.CommitRequest.FromString,
+                    response_serializer=millstream_dot_v1_dot_router__pb2.CommitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +199,33 @@ class Router:
             '/millstream.v1.Router/Subscribe',
             millstream_dot_v1_dot_router__pb2.SubscribeRequest.SerializeToString,
             millstream_dot_v1_dot_router__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/millstream.v1.Router/Commit',
+            millstream_dot_v1_dot_router__pb2.CommitRequest.SerializeToString,
+            millstream_dot_v1_dot_router__pb2.CommitResponse.FromString,
             options,
             channel_credentials,
             insecure,

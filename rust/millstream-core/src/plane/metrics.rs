@@ -117,7 +117,9 @@ impl Metrics {
         let new = names
             .into_iter()
             .map(|n| {
-                let m = by_name.get(&*n).map_or_else(Default::default, |m| (*m).clone());
+                let m = by_name
+                    .get(&*n)
+                    .map_or_else(Default::default, |m| (*m).clone());
                 (n, m)
             })
             .collect();

@@ -203,7 +203,10 @@ pub(crate) async fn enqueue(shared: Arc<Shared>, req: proto::PublishRequest, don
         return;
     };
     let classifier = shared.routing().classifier.clone();
-    shared.metrics.grpc_events.fetch_add(n as u64, Ordering::Relaxed);
+    shared
+        .metrics
+        .grpc_events
+        .fetch_add(n as u64, Ordering::Relaxed);
     for (index, e) in req.events.into_iter().enumerate() {
         let (lane, _) = classifier.classify(&e.subject);
         let msg = Inbound {

@@ -118,13 +118,20 @@ pub(crate) fn start(
             start_sequence: s.max(1),
         },
         Start::TimeMs(ms) => DeliverPolicy::ByStartTime {
-            start_time: chrono::DateTime::from_timestamp_millis(ms)
-                .ok_or_else(|| PlaneError::Invalid(format!("start time {ms} ms is out of range")))?,
+            start_time: chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+                PlaneError::Invalid(format!("start time {ms} ms is out of range"))
+            })?,
         },
     };
     let (tx, rx) = mpsc::channel(spec.buffer);
     let ended = Arc::new(Mutex::new(None));
-    let task = runtime.spawn(read(shared.clone(), spec, deliver_policy, tx, ended.clone()));
+    let task = runtime.spawn(read(
+        shared.clone(),
+        spec,
+        deliver_policy,
+        tx,
+        ended.clone(),
+    ));
     Ok(Subscription {
         rx: Arc::new(tokio::sync::Mutex::new(rx)),
         ended,
@@ -202,7 +209,10 @@ async fn read(
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Closed(_)) => return,
             Err(mpsc::error::TrySendError::Full(batch)) => {
-                matches!(tokio::time::timeout(stall, tx.send(batch)).await, Ok(Ok(())))
+                matches!(
+                    tokio::time::timeout(stall, tx.send(batch)).await,
+                    Ok(Ok(()))
+                )
             }
         };
         if !sent {
@@ -215,8 +225,11 @@ async fn read(
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .map(|v| percent_decode_str(v.as_str()).decode_utf8_lossy().into_owned())
+    h.get(name).map(|v| {
+        percent_decode_str(v.as_str())
+            .decode_utf8_lossy()
+            .into_owned()
+    })
 }
 
 /// A stored output as a `SubscribedEvent`, or None when the filters drop it.
