@@ -3,8 +3,8 @@ the role of every method the server exposes (found through reflection, not liste
 TLS and mutual TLS, the rate limit per identity, the message size limit, and tokens kept
 out of the logs.
 
-The data plane is the stand-in: security sits in front of the handlers, and a call that gets
-through only has to show it was not refused for authentication or authorisation."""
+A call that gets through only has to show it was not refused for authentication or
+authorisation (the Router's own behaviour is tested in test_grpc_router.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-import millstream._core as core
 from millstream._proto.v1 import admin_pb2
 from millstream.api import auth
 from millstream.config import (
@@ -37,7 +36,6 @@ from millstream.service import Service, serving
 from millstream.transport import EmbeddedNats
 
 from ..conftest import EXAMPLES
-from .standin_plane import make_standin
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +54,6 @@ REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 GET_STATS = "/millstream.v1.Admin/GetStats"
 PUBLISH = "/millstream.v1.Router/Publish"
-
-
-@pytest.fixture(autouse=True)
-def _standin_plane(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core, "Plane", make_standin(), raising=False)
 
 
 @pytest.fixture(autouse=True)
