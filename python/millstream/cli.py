@@ -77,6 +77,12 @@ def _bench_e2e(args: argparse.Namespace) -> int:
     return e2e.run(args)
 
 
+def _bench_grpc(args: argparse.Namespace) -> int:
+    from millstream.bench import grpc
+
+    return grpc.run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from millstream.bench import core
 
@@ -140,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     e2e_bench.add_arguments(e2e)
     e2e.set_defaults(func=_bench_e2e)
+    grpc_p = bench_sub.add_parser(
+        "grpc", help="the gRPC Router from a real client: PublishStream, Subscribe, unary Publish"
+    )
+    from millstream.bench import grpc as grpc_bench
+
+    grpc_bench.add_arguments(grpc_p)
+    grpc_p.set_defaults(func=_bench_grpc)
     return p
 
 
