@@ -91,7 +91,9 @@ def _moves(first: int, n: int) -> list[tuple[str, bytes]]:
 
 
 async def _publish_stream(channel: grpc.aio.Channel, requests: list[bytes]) -> dict[str, Any]:
-    call = channel.stream_stream("/millstream.v1.Router/PublishStream")
+    call: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+        "/millstream.v1.Router/PublishStream"
+    )
     window = asyncio.Semaphore(WINDOW)
 
     async def send() -> Any:
@@ -120,6 +122,7 @@ async def _publish_stream(channel: grpc.aio.Channel, requests: list[bytes]) -> d
 
 
 async def _subscribe(channel: grpc.aio.Channel, n: int, max_batch: int) -> dict[str, Any]:
+    call: grpc.aio.UnaryStreamMultiCallable[router_pb2.SubscribeRequest, bytes]
     call = channel.unary_stream(
         "/millstream.v1.Router/Subscribe",
         request_serializer=router_pb2.SubscribeRequest.SerializeToString,
@@ -140,7 +143,9 @@ async def _subscribe(channel: grpc.aio.Channel, n: int, max_batch: int) -> dict[
 
 
 async def _unary(channel: grpc.aio.Channel, requests: list[bytes]) -> dict[str, Any]:
-    call = channel.unary_unary("/millstream.v1.Router/Publish")
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        "/millstream.v1.Router/Publish"
+    )
     for r in requests[:50]:  # warm-up: connection, caches, JIT-free but page-faulted paths
         await call(r)
     lat = []
