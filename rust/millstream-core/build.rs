@@ -8,6 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     let fds = protox::compile(files, [&root])?;
-    prost_build::Config::new().compile_fds(fds)?;
+    prost_build::Config::new()
+        // a request's payloads become slices of its buffer instead of one copy per event
+        .bytes([".millstream.v1.SourceEvent.data"])
+        // an event has five or so attributes: a B-tree beats hashing them
+        .btree_map([".millstream.v1.CloudEvent.attributes"])
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -158,7 +158,8 @@ fn valid_subject(s: &str) -> bool {
 
 /// Decode and check a request; the error names the first bad event.
 pub(crate) fn decode(request: &[u8]) -> Result<proto::PublishRequest, String> {
-    let req = proto::PublishRequest::decode(request)
+    // one copy of the request; every event's payload is a slice of it
+    let req = proto::PublishRequest::decode(Bytes::copy_from_slice(request))
         .map_err(|e| format!("not a millstream.v1.PublishRequest: {e}"))?;
     if req.events.len() > MAX_EVENTS {
         return Err(format!(
@@ -211,7 +212,7 @@ pub(crate) async fn enqueue(shared: Arc<Shared>, req: proto::PublishRequest, don
         let (lane, _) = classifier.classify(&e.subject);
         let msg = Inbound {
             subject: e.subject.into(),
-            payload: Bytes::from(e.data),
+            payload: e.data,
             acker: None,
             delivered: 1,
             retry: None,
@@ -250,11 +251,11 @@ mod tests {
             events: vec![
                 proto::SourceEvent {
                     subject: "odoo.stock_move".into(),
-                    data: b"{}".to_vec(),
+                    data: Bytes::from_static(b"{}"),
                 },
                 proto::SourceEvent {
                     subject: "odoo.>".into(),
-                    data: b"{}".to_vec(),
+                    data: Bytes::from_static(b"{}"),
                 },
             ],
             batch_id: 7,

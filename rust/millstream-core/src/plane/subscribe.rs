@@ -248,7 +248,7 @@ fn event(
     if !spec.routes.is_empty() && !spec.routes.contains(&route) {
         return None;
     }
-    let mut attributes = std::collections::HashMap::new();
+    let mut attributes = std::collections::BTreeMap::new();
     let mut attr = |name: &str, a: Attr| {
         attributes.insert(
             name.to_owned(),
