@@ -9,6 +9,7 @@ __all__ = [
     "Delivery",
     "Outcome",
     "Plane",
+    "Subscription",
     "__version__",
     "reason_codes",
     "run_load",
@@ -127,18 +128,21 @@ class Plane:
     def subscribe(self, spec_json: str) -> Subscription:
         """Start reading canonical events from a JetStream stream (see
         `millstream.api.subscribe.resolve` for the spec). Raises ValueError for a bad spec."""
-    def reload(self, plan_json: str) -> str:
+    def reload(self, plan_json: str, timeout_s: float = 10.0) -> str:
         """Swap in a new plan between two batches, with dedup and stale state carried over by
         route name; returns the previous plan version. Raises `PlanError` for a bad plan and
-        `PlaneError` if in-flight work did not settle in time (the old plan keeps running)."""
+        `PlaneError` if in-flight work did not settle within `timeout_s` (the old plan keeps
+        running)."""
 
+@final
 class Subscription:
     """One Router.Subscribe call's reader: a JetStream consumer and a bounded buffer of
     serialised `SubscribeResponse` batches."""
 
-    def next(self, done: Callable[[bytes | None, str | None], None]) -> None:
-        """Call `done(batch, None)` with the next batch, `done(None, None)` at the end, or
-        `done(None, error)` when the subscription failed; an error starting with
+    def next(self, done: Callable[[tuple[bytes, int] | None, str | None], None]) -> None:
+        """Call `done((batch, last_sequence), None)` with the next serialised
+        SubscribeResponse and the stream sequence it reached, `done(None, None)` at the end,
+        or `done(None, error)` when the subscription failed; an error starting with
         "slow subscriber" means its buffer stayed full too long."""
     def close(self) -> None:
         """Stop reading; a durable cursor keeps its position."""

@@ -260,7 +260,7 @@ mod tests {
             ],
             batch_id: 7,
         };
-        let err = decode(&req.encode_to_vec()).unwrap_err();
+        let err = decode(&req.encode_to_vec()).expect_err("a wildcard subject is refused");
         assert!(err.starts_with("event 1: subject \"odoo.>\""), "{err}");
         assert!(decode(b"\xff\xff\xff").is_err());
     }
