@@ -61,9 +61,6 @@ pub struct RouteMetrics {
     pub(crate) failed: AtomicU64,
 }
 
-/// The plane's NATS connections: one for outputs, one for inputs.
-pub(crate) const CONNECTIONS: usize = 2;
-
 #[derive(Default)]
 pub struct Metrics {
     /// By route position in the running plan; a reload swaps it, keeping the counters of
@@ -81,8 +78,7 @@ pub struct Metrics {
     pub(crate) dead_letters: AtomicU64,
     pub(crate) dead_letter_failed: AtomicU64,
     pub(crate) relayed: AtomicU64,
-    /// Per connection: 0 outputs, 1 inputs.
-    connected: [AtomicBool; CONNECTIONS],
+    connected: AtomicBool,
     connects: AtomicU64,
     disconnects: AtomicU64,
     slow_consumer: AtomicU64,
@@ -130,10 +126,8 @@ impl Metrics {
         self.routes.store(Arc::new(new));
     }
 
-    pub(crate) fn set_connected(&self, conn: usize, up: bool) {
-        if let Some(c) = self.connected.get(conn) {
-            c.store(up, Relaxed);
-        }
+    pub(crate) fn set_connected(&self, up: bool) {
+        self.connected.store(up, Relaxed);
     }
 
     pub(crate) fn error(&self, what: String) {
@@ -142,18 +136,18 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn on_nats_event(&self, conn: usize, event: &async_nats::Event) {
+    pub(crate) fn on_nats_event(&self, event: &async_nats::Event) {
         match event {
             async_nats::Event::Connected => {
-                // each client reports its first connection too: reconnects = connects - 2
+                // the client reports its first connection too: reconnects = connects - 1
                 self.connects.fetch_add(1, Relaxed);
-                self.set_connected(conn, true);
+                self.set_connected(true);
             }
             async_nats::Event::Disconnected => {
                 self.disconnects.fetch_add(1, Relaxed);
-                self.set_connected(conn, false);
+                self.set_connected(false);
             }
-            async_nats::Event::Closed => self.set_connected(conn, false),
+            async_nats::Event::Closed => self.set_connected(false),
             async_nats::Event::SlowConsumer(_) => {
                 self.slow_consumer.fetch_add(1, Relaxed);
             }
@@ -220,8 +214,8 @@ impl Metrics {
             "routes": routes,
             "lanes": lanes,
             "nats": {
-                "connected": self.connected.iter().all(|c| c.load(Relaxed)),
-                "reconnects": g(&self.connects).saturating_sub(CONNECTIONS as u64),
+                "connected": self.connected.load(Relaxed),
+                "reconnects": g(&self.connects).saturating_sub(1),
                 "disconnects": g(&self.disconnects),
                 "slow_consumer": g(&self.slow_consumer),
             },

@@ -152,46 +152,11 @@ impl Routing {
     }
 }
 
-const OUTPUT: usize = 0;
-const INPUT: usize = 1;
-
-async fn connect(
-    spec: &PlaneSpec,
-    metrics: &Arc<Metrics>,
-    conn: usize,
-    suffix: &str,
-) -> Result<async_nats::Client, PlaneError> {
-    let events = metrics.clone();
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("{}{suffix}", spec.client_name))
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(5))
-        // Room for bursts between two worker batches; a subscription that still falls
-        // behind is reported by the server as a slow consumer and counted.
-        .subscription_capacity(1 << 16)
-        .client_capacity(1 << 14)
-        .event_callback(move |event| {
-            let m = events.clone();
-            async move { m.on_nats_event(conn, &event) }
-        })
-        .connect(spec.url.as_str())
-        .await
-        .map_err(|e| PlaneError::Connect {
-            url: spec.url.clone(),
-            detail: e.to_string(),
-        })?;
-    metrics.set_connected(conn, true);
-    Ok(client)
-}
-
 /// What every task of the plane shares.
 pub(crate) struct Shared {
     pipeline: Mutex<Pipeline>,
     metrics: Arc<Metrics>,
-    /// Outputs, dead letters, PubAcks, state.
     client: async_nats::Client,
-    /// Input subscriptions, pulls and acks.
-    input: async_nats::Client,
     js: jetstream::Context,
     /// Tasks awaiting PubAcks before they ack an input: drain waits for all of them.
     inflight: TaskTracker,
@@ -331,11 +296,26 @@ impl Plane {
         ),
         PlaneError,
     > {
-        // Two connections: nats-server reads each client's traffic on its own goroutine, so
-        // outputs and PubAcks (here) do not queue behind input pulls and acks (`input`).
-        let client = connect(&spec, &metrics, OUTPUT, "").await?;
-        let input = connect(&spec, &metrics, INPUT, "-in").await?;
-        let input_js = jetstream::new(input.clone());
+        let events = metrics.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(&spec.client_name)
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            // Room for bursts between two worker batches; a subscription that still falls
+            // behind is reported by the server as a slow consumer and counted.
+            .subscription_capacity(1 << 16)
+            .client_capacity(1 << 14)
+            .event_callback(move |event| {
+                let m = events.clone();
+                async move { m.on_nats_event(&event) }
+            })
+            .connect(spec.url.as_str())
+            .await
+            .map_err(|e| PlaneError::Connect {
+                url: spec.url.clone(),
+                detail: e.to_string(),
+            })?;
+        metrics.set_connected(true);
         let js = jetstream::ContextBuilder::new()
             .max_ack_inflight(spec.publish_window.max(1))
             .backpressure_on_inflight(true)
@@ -358,7 +338,6 @@ impl Plane {
             pipeline: Mutex::new(pipeline),
             metrics: metrics.clone(),
             client: client.clone(),
-            input: input.clone(),
             js: js.clone(),
             inflight: TaskTracker::new(),
             passthrough: spec.passthrough,
@@ -369,8 +348,8 @@ impl Plane {
             tracks_state,
         });
         let ingest = ingest::start(
-            &input,
-            &input_js,
+            &client,
+            &js,
             &spec.inputs,
             &senders,
             &shared,
@@ -382,7 +361,7 @@ impl Plane {
         // A SUB is only buffered by the client until the server has seen it: flush (a
         // PING/PONG round trip) so that "started" means "subscribed", and an event published
         // right after start is not missed.
-        input
+        client
             .flush()
             .await
             .map_err(|e| PlaneError::Runtime(format!("flush after subscribing: {e}")))?;
@@ -473,8 +452,6 @@ impl Plane {
                 task.abort();
                 store.save(&shared).await?;
             }
-            // the last acks go over the input connection
-            let _ = shared.input.flush().await;
             let _ = shared.client.flush().await;
             Ok(())
         });
