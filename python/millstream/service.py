@@ -30,7 +30,14 @@ import uvloop
 from nats.aio.client import Client as NATS
 
 from millstream.config import Config, compile_plan, compile_plane, load_config, parse_config
-from millstream.errors import ConfigError, ConnectError, PlaneError, PlanError, ReloadRefused
+from millstream.errors import (
+    ConfigError,
+    ConnectError,
+    MillstreamError,
+    PlaneError,
+    PlanError,
+    ReloadRefused,
+)
 from millstream.metrics import ConnectionCounters, MetricsServer, MillstreamCollector
 from millstream.transport import EmbeddedNats
 from millstream.transport.provision import provision
@@ -194,6 +201,7 @@ async def async_run(
             return await _serve(
                 config, plan, nats_url, shutdown, ready, port, Path(store_dir),
                 drain_timeout, connect_timeout, stack, passthrough, config_path,
+                handle_signals,
             )  # fmt: skip
         except _ShutdownDuringStart:
             log.info("shutdown requested while starting; stopped")
@@ -213,6 +221,7 @@ async def _serve(
     stack: AsyncExitStack,
     passthrough: bool = False,
     config_path: Path | None = None,
+    handle_signals: bool = False,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     url = nats_url or config.nats.url
@@ -300,6 +309,8 @@ async def _serve(
         # Registered after the plane's drain, so it runs first: calls end (grace period),
         # then the plane drains what they published.
         stack.push_async_callback(service.grpc.stop, GRPC_GRACE_S)
+    if handle_signals and config_path is not None and not passthrough:
+        _reload_on_sighup(loop, service, stack)
     log.info("ready", extra={"config": config.name, "url": url})
     if ready is not None:
         ready(service)
@@ -394,6 +405,33 @@ def _handle_signals(
             log.debug("cannot handle %s here; use the shutdown event", sig.name)
             continue
         stack.callback(loop.remove_signal_handler, sig)
+
+
+def _reload_on_sighup(
+    loop: asyncio.AbstractEventLoop, service: Service, stack: AsyncExitStack
+) -> None:
+    """SIGHUP re-reads the configuration file and applies it as Admin.ReloadConfig does (as
+    nats-server and Vector do); a configuration that cannot be applied is logged and the
+    running one kept."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            await service.reload(None)
+        except MillstreamError as e:
+            log.error("SIGHUP: configuration not reloaded, the running one is kept: %s", e)
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", service.config_path)
+        task = loop.create_task(reload())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no support
+        return
+    stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
 
 async def _connect(url: str, config: Config, counters: ConnectionCounters, timeout: float) -> NATS:
