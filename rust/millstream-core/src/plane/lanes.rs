@@ -26,8 +26,9 @@ pub(crate) struct Inbound {
     pub retry: Option<Arc<Retry>>,
     pub lane: Lane,
     pub received: Instant,
-    /// gRPC publishes only: where the event's verdict goes.
-    pub reply: Option<Reply>,
+    /// gRPC publishes only: where the event's verdict goes (boxed: a verdict is a few
+    /// hundred bytes that every NATS event would otherwise carry through the lanes).
+    pub reply: Option<Box<Reply>>,
 }
 
 /// How a JetStream input is retried when an output fails.

@@ -218,11 +218,11 @@ pub(crate) async fn enqueue(shared: Arc<Shared>, req: proto::PublishRequest, don
             retry: None,
             lane,
             received: Instant::now(),
-            reply: Some(Reply {
+            reply: Some(Box::new(Reply {
                 call: Some(call.clone()),
                 index,
                 verdict: proto::Verdict::default(),
-            }),
+            })),
         };
         if !senders.send(msg, false).await {
             // closed: the dropped reply has answered the call
