@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from millstream.canonical import CANONICAL_MODELS
-from millstream.errors import ConfigError
+from millstream.errors import ConfigError, ConfigProblem
 
 Lane = Literal["critical", "standard", "bulk"]
 Delivery = Literal["best_effort", "at_least_once"]
@@ -752,8 +752,12 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}{where}: not valid YAML: {e}") from None
+        line = mark.line + 1 if mark is not None else None
+        where = f":{line}" if line is not None else ""
+        raise ConfigError(
+            f"{source}{where}: not valid YAML: {e}",
+            (ConfigProblem((), f"not valid YAML: {e}", line),),
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of settings")
     lines: dict[tuple[Any, ...], int] = {}
@@ -763,6 +767,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         config = Config.model_validate(data)
     except ValidationError as e:
         problems = []
+        located = []
         for err in e.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
             ctx_err = (err.get("ctx") or {}).get("error")
@@ -774,7 +779,8 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
             line = _nearest_line(lines, loc)
             at = f"{source}:{line}" if line else source
             problems.append(f"{at}: {_fmt_loc(loc)}: {msg}")
-        raise ConfigError("\n".join(problems)) from None
+            located.append(ConfigProblem(loc, msg, line))
+        raise ConfigError("\n".join(problems), tuple(located)) from None
     if base_dir is not None:
         config = _resolve_schema_files(config, base_dir, source)
     return config

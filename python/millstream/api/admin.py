@@ -45,11 +45,8 @@ SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 
-# What `parse_config` is told the text came from: every problem line starts with it.
+# What `parse_config` is told the text came from.
 _SOURCE = "<request>"
-_PROBLEM = re.compile(rf"^{re.escape(_SOURCE)}(?::(\d+))?: (.*)$")
-# A key path as config errors print it: `routes[2].to`, `units.odoo_uom.units.12`.
-_LOC = re.compile(r"^([^\s:.\[\]]+(?:\[\d+\]|\.[^\s:.\[\]]+)*): (.*)$", re.DOTALL)
 _REASON = re.compile(r"^[A-Za-z0-9_-]+$")
 # PlanError messages that name a part of the config (see rust/millstream-core/src/error.rs).
 _PLAN_AT = re.compile(r"^(route|source|mapping) ([^\s:]+): (.*)$", re.DOTALL)
@@ -57,33 +54,16 @@ _PLAN_AT = re.compile(r"^(route|source|mapping) ([^\s:]+): (.*)$", re.DOTALL)
 _Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _dotted(loc: str) -> str:
-    """`routes[2].to` -> `routes.2.to`."""
-    return re.sub(r"\[(\d+)\]", r".\1", loc).lstrip(".")
-
-
 def config_errors(error: ConfigError) -> list[admin_pb2.ConfigError]:
-    """A `ConfigError` from `parse_config(text, source="<request>")`, one problem per
-    message: its key path as `location` (empty when the problem is the whole document) and
-    what is wrong, with the YAML line."""
-    problems: list[tuple[str | None, list[str]]] = []
-    for line in str(error).splitlines():
-        m = _PROBLEM.match(line)
-        if m is None and problems:
-            # a multi-line problem (YAML syntax errors quote the offending line)
-            problems[-1][1].append(line)
-        else:
-            problems.append((m.group(1), [m.group(2)]) if m else (None, [line]))
+    """A `ConfigError` from `parse_config(text, source="<request>")`, one per problem: its
+    key path as `location` (`routes.2.to`; empty for the whole document) and what is wrong,
+    with the YAML line."""
     out = []
-    for yaml_line, lines in problems:
-        text = "\n".join(lines)
-        location = ""
-        if text.startswith("(top level): "):
-            text = text.removeprefix("(top level): ")
-        elif m := _LOC.match(text):
-            location, text = _dotted(m.group(1)), m.group(2)
-        if yaml_line is not None:
-            text = f"{text} (line {yaml_line})"
+    for p in error.problems:
+        text = p.message.removeprefix(f"{_SOURCE}: ")
+        if p.line is not None:
+            text = f"{text} (line {p.line})"
+        location = ".".join(str(part) for part in p.location)
         out.append(admin_pb2.ConfigError(location=location, message=text))
     return out
 
