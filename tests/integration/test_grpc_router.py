@@ -234,6 +234,30 @@ async def test_subscribe_replays_from_a_sequence_and_resumes_a_durable_cursor(
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_subscribe_from_a_time_starts_with_what_was_stored_after_it(
+    channel: grpc.aio.Channel,
+) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    stub = router_pb2_grpc.RouterStub(channel)
+    await stub.Publish(router_pb2.PublishRequest(events=[stock_move(i) for i in range(1, 11)]))
+    await asyncio.sleep(0.2)
+    since = Timestamp()
+    since.GetCurrentTime()
+    await asyncio.sleep(0.2)
+    await stub.Publish(router_pb2.PublishRequest(events=[stock_move(i) for i in range(11, 16)]))
+    call = stub.Subscribe(
+        router_pb2.SubscribeRequest(routes=["inventory-movements"], from_time=since)
+    )
+    got: list[str] = []
+    async for batch in call:
+        got.extend(json.loads(e.event.text_data)["movement_id"] for e in batch.events)
+        if len(got) >= 5:
+            break
+    call.cancel()
+    assert got == [str(i) for i in range(11, 16)]
+
+
 async def test_subscribe_filters_by_type_and_refuses_unknown_ones(
     channel: grpc.aio.Channel,
 ) -> None:
