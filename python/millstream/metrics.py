@@ -21,7 +21,8 @@ nats-py connection (provisioning, later DLQ tooling) adds its connection counter
     millstream_nats_disconnects_total{client}
     millstream_nats_slow_consumer_total{client}
     millstream_nats_errors_total{client}            async errors nats-py reported
-    millstream_inputs_total{result}                 received / acked
+    millstream_inputs_total{result}                 received / acked (NATS), grpc (events
+                                                    published over gRPC)
     millstream_outputs_total{result}                published / acked / failed / naks /
                                                     dead_letters / dead_letter_failed (and
                                                     any other counter the plane reports)
@@ -53,7 +54,7 @@ LANES = ("critical", "standard", "bulk")
 ROUTE_STATUSES = ("out", "duplicate", "stale", "dead_letter", "failed")
 EVENT_STATUSES = ("routed", "duplicate", "stale", "dead_letter")
 OUTPUT_RESULTS = ("published", "acked", "failed", "naks", "dead_letters", "dead_letter_failed")
-INPUT_RESULTS = ("received", "acked")
+INPUT_RESULTS = ("received", "acked", "grpc")
 
 StatsFn = Callable[[], Mapping[str, Any]]
 
@@ -224,7 +225,9 @@ class MillstreamCollector(Collector):
 
     def _io(self, stats: Mapping[str, Any]) -> Iterable[Metric]:
         inputs = CounterMetricFamily(
-            "millstream_inputs", "Input messages received and acked", labels=["result"]
+            "millstream_inputs",
+            "Input messages received and acked over NATS, and events published over gRPC",
+            labels=["result"],
         )
         ins = _section(stats, "inputs")
         for result in _keys(INPUT_RESULTS, ins):

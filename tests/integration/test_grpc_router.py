@@ -176,7 +176,7 @@ async def test_a_request_that_is_not_a_publish_request_is_invalid(
     assert "event 0" in (e.value.details() or "")
 
 
-async def test_publish_stream_answers_every_batch(channel: grpc.aio.Channel) -> None:
+async def test_publish_stream_answers_every_batch(svc: Service, channel: grpc.aio.Channel) -> None:
     stub = router_pb2_grpc.RouterStub(channel)
 
     async def batches() -> AsyncIterator[router_pb2.PublishRequest]:
@@ -190,6 +190,7 @@ async def test_publish_stream_answers_every_batch(channel: grpc.aio.Channel) -> 
         seen[resp.batch_id] = [v.status for v in resp.verdicts]
     assert sorted(seen) == list(range(20))
     assert all(s == [Status.ACCEPTED] * 50 for s in seen.values())
+    assert svc.stats()["inputs"]["grpc"] == 1000
 
 
 async def test_subscribe_replays_from_a_sequence_and_resumes_a_durable_cursor(
