@@ -165,24 +165,6 @@ async fn core_loop(
 /// How long one pull request waits for messages when the stream has none.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
 
-/// Pull requests open at once. With one, every batch costs a round trip to the server during
-/// which nothing arrives; with two, the server fills the next request while this one is
-/// read. The server serves a consumer's requests in order, so input order is kept.
-const PULLS_IN_FLIGHT: usize = 2;
-
-async fn pull(
-    consumer: &PullConsumer,
-    batch: usize,
-) -> Result<async_nats::jetstream::consumer::pull::Batch, String> {
-    consumer
-        .batch()
-        .max_messages(batch)
-        .expires(PULL_EXPIRES)
-        .messages()
-        .await
-        .map_err(|e| e.to_string())
-}
-
 async fn pull_loop(
     consumer: PullConsumer,
     batch: usize,
@@ -192,33 +174,27 @@ async fn pull_loop(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    // Every request is read to its end, even when the plane stops (each ends when it is
-    // full or after PULL_EXPIRES): its messages are queued and processed, so no message is
-    // left delivered-but-unacked to wait out `ack_wait`, as a continuous pull's read-ahead
-    // buffer would be. Lanes are bounded, so a slow worker slows the pulls and the backlog
-    // stays in the stream.
-    let mut open = std::collections::VecDeque::with_capacity(PULLS_IN_FLIGHT);
-    loop {
-        while !stop.is_cancelled() && open.len() < PULLS_IN_FLIGHT {
-            match pull(&consumer, batch).await {
-                Ok(b) => open.push_back(b),
+    // One pull request at a time, each finished before the next: when the plane stops, the
+    // current batch is queued and processed whole and no request is left open, so no message
+    // is left delivered-but-unacked to wait out `ack_wait` (a continuous pull would leave its
+    // read-ahead buffer behind). Lanes are bounded, so a slow worker slows the pulls and the
+    // backlog stays in the stream.
+    while !stop.is_cancelled() {
+        let request = consumer
+            .batch()
+            .max_messages(batch)
+            .expires(PULL_EXPIRES)
+            .messages();
+        let mut messages = tokio::select! {
+            r = request => match r {
+                Ok(m) => m,
                 Err(e) => {
                     metrics.error(format!("pull: {e}"));
-                    if open.is_empty() {
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                            () = stop.cancelled() => {}
-                        }
-                    }
-                    break;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
                 }
-            }
-        }
-        let Some(mut messages) = open.pop_front() else {
-            if stop.is_cancelled() {
-                return;
-            }
-            continue;
+            },
+            () = stop.cancelled() => return,
         };
         while let Some(item) = messages.next().await {
             let msg = match item {
