@@ -104,3 +104,50 @@ async def test_sighup_reloads_the_file_and_keeps_running_on_a_bad_one(
             proc.kill()
             proc.wait()
         log.close()
+
+
+async def test_reload_while_jetstream_input_flows_loses_and_duplicates_nothing(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    from millstream.config import load_config
+    from millstream.service import serving
+
+    from .test_plane import stock_move, stream_ids, wait_for
+
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    doc["metrics"] = {"port": None}
+    config = tmp_path / "plant.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    for r in doc["routes"]:
+        if r["name"] == "inventory-movements":
+            r["to"] = "mfg.inventory.moved.{status}"
+    moved = yaml.safe_dump(doc, sort_keys=False)
+    n = 3000
+    js = nc.jetstream()
+    async with serving(
+        load_config(config), nats_url=nats_server.url, metrics_port=None, store_dir=tmp_path,
+        config_path=config,
+    ) as svc:  # fmt: skip
+        reload: asyncio.Task[tuple[str, str]] | None = None
+        for start in range(1, n + 1, 100):
+            await asyncio.gather(
+                *(js.publish("odoo.stock_move", stock_move(i)) for i in range(start, start + 100))
+            )
+            if start > 600 and reload is None:
+                reload = asyncio.create_task(svc.reload(moved))
+        assert reload is not None
+        previous, new = await reload
+        assert previous != new
+
+        async def all_stored() -> bool:
+            return (await js.stream_info("MFG_OUT")).state.messages >= n
+
+        await wait_for(all_stored, 60, f"{n} outputs in MFG_OUT")
+        await asyncio.sleep(0.5)  # nothing more arrives
+        ids = await stream_ids(nc, "MFG_OUT")
+        assert len(ids) == len(set(ids)) == n
+        info = await js.stream_info("MFG_OUT", subjects_filter=">")
+        by_subject = info.state.subjects or {}
+        assert set(by_subject) == {"mfg.inventory.movement.done", "mfg.inventory.moved.done"}
+        assert sum(by_subject.values()) == n
+        assert svc.stats()["by_status"].get("dead_letter", 0) == 0
