@@ -306,8 +306,8 @@ async def _serve(
         from millstream.api import server as grpc_server
 
         service.grpc = await grpc_server.start(config.grpc, service)
-        # Registered after the plane's drain, so it runs first: calls end (grace period),
-        # then the plane drains what they published.
+        # Stopped before the plane drains (below); this is for an error on the way there.
+        # Registered after the drain, so it runs first then too.
         stack.push_async_callback(service.grpc.stop, GRPC_GRACE_S)
     if handle_signals and config_path is not None and not passthrough:
         _reload_on_sighup(loop, service, stack)
@@ -316,6 +316,9 @@ async def _serve(
         ready(service)
 
     stopped_on_its_own = await _wait(plane, shutdown)
+    if service.grpc is not None:
+        # gRPC first: Publish calls in flight finish while the plane still routes them
+        await service.grpc.stop(GRPC_GRACE_S)
     stats = await drain_plane()
     log.info("drained", extra={k: stats.get(k) for k in ("events_in", "inputs", "outputs")})
     if stopped_on_its_own:

@@ -414,3 +414,35 @@ async def test_reload_refuses_what_needs_a_restart(svc: Service) -> None:
     version = svc.plan_version
     previous, new = await svc.reload(None)  # re-read the file: nothing changed
     assert previous == new == version
+
+
+async def test_shutdown_ends_open_subscriptions_cleanly(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    config = load_config(EXAMPLE).model_copy(update={"grpc": grpc_config()})
+    got: list[int] = []
+    async with serving(
+        config, nats_url=nats_server.url, metrics_port=None, store_dir=tmp_path
+    ) as svc:
+        assert svc.grpc is not None
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.grpc.port}") as ch:
+            stub = router_pb2_grpc.RouterStub(ch)
+            call = stub.Subscribe(
+                router_pb2.SubscribeRequest(routes=["inventory-movements"], from_beginning=True)
+            )
+            await stub.Publish(
+                router_pb2.PublishRequest(events=[stock_move(i) for i in range(1, 6)])
+            )
+
+            async def read() -> None:
+                async for batch in call:
+                    got.extend(e.sequence for e in batch.events)
+
+            reader = asyncio.create_task(read())
+            while len(got) < 5:
+                await asyncio.sleep(0.05)
+            svc.stop()
+            # the stream ends as a stream does, not as a cancelled or failed call
+            await reader
+            assert await call.code() == grpc.StatusCode.OK
+    assert len(got) == 5

@@ -20,6 +20,7 @@ from millstream.api import subscribe as subscriptions
 from millstream.errors import MillstreamError
 
 if TYPE_CHECKING:
+    from millstream._core import Subscription
     from millstream.service import Service
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ class RouterService:
         self._cursors: subscriptions.Cursors | None = None
         # durable cursor -> the stream it reads, from the subscriptions made here
         self._durables: dict[str, str] = {}
+        self._open: set[Subscription] = set()
+
+    def end_subscriptions(self) -> None:
+        """End every open Subscribe stream (shutdown): each reader stops, and its call
+        finishes with what was already read."""
+        for sub in list(self._open):
+            sub.close()
 
     def _publish(self, request: bytes) -> asyncio.Future[bytes]:
         fut, done = _bridge(asyncio.get_running_loop())
@@ -142,6 +150,7 @@ class RouterService:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         loop = asyncio.get_running_loop()
         written: int | None = None
+        self._open.add(sub)
         try:
             while True:
                 fut, done = _bridge(loop)
@@ -162,6 +171,7 @@ class RouterService:
                 batch, written = got
                 yield batch
         finally:
+            self._open.discard(sub)
             sub.close()
 
     async def commit(
@@ -197,7 +207,7 @@ class RouterService:
         return self._cursors
 
 
-def add_to_server(server: grpc.aio.Server, service: Service) -> None:
+def add_to_server(server: grpc.aio.Server, service: Service) -> RouterService:
     r = RouterService(service)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Publish": grpc.unary_unary_rpc_method_handler(r.publish),
@@ -210,3 +220,4 @@ def add_to_server(server: grpc.aio.Server, service: Service) -> None:
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    return r

@@ -35,13 +35,28 @@ SERVICE_NAMES = (
 class GrpcServer:
     """A started server: `port` is the bound port; `stop` ends calls after a grace period."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health: health.aio.HealthServicer):
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        health: health.aio.HealthServicer,
+        router: router.RouterService,
+    ):
         self.server = server
         self.port = port
         self.health = health
+        self.router = router
+        self._stopped = False
 
     async def stop(self, grace: float) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         await self.health.enter_graceful_shutdown()
+        # Subscribe streams never end on their own: end them cleanly (a subscriber sees the
+        # end of its stream and can resume from its last sequence) rather than hold the
+        # shutdown for the whole grace period and then cancel them.
+        self.router.end_subscriptions()
         await self.server.stop(grace)
 
 
@@ -61,7 +76,7 @@ async def start(config: GrpcConfig, service: Service) -> GrpcServer:
 
     # --- services: every method needs a row in auth.METHOD_ROLES (or a public service in
     # auth.PUBLIC_SERVICES), or it is denied to every caller.
-    router.add_to_server(server, service)
+    router_service = router.add_to_server(server, service)
     admin.add_to_server(server, service)
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
@@ -85,7 +100,7 @@ async def start(config: GrpcConfig, service: Service) -> GrpcServer:
         "rate_limit": config.rate_limit is not None,
     }
     log.info("gRPC on %s:%d", config.host, port, extra={"port": port, **security})
-    return GrpcServer(server, port, checker)
+    return GrpcServer(server, port, checker, router_service)
 
 
 def _tls_credentials(tls: GrpcTlsConfig, base_dir: Path) -> grpc.ServerCredentials:
