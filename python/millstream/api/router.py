@@ -51,6 +51,16 @@ def _bridge(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Any], Calla
     return fut, done
 
 
+def _code(e: Exception) -> grpc.StatusCode:
+    """The status for what `Plane.publish`/`subscribe` raise: ValueError for a request that
+    cannot be used, `MillstreamError` when the plane cannot take it (stopping)."""
+    return (
+        grpc.StatusCode.INVALID_ARGUMENT
+        if isinstance(e, ValueError)
+        else grpc.StatusCode.UNAVAILABLE
+    )
+
+
 class RouterService:
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -77,10 +87,8 @@ class RouterService:
     ) -> bytes:
         try:
             fut = self._publish(request)
-        except ValueError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except MillstreamError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        except (ValueError, MillstreamError) as e:
+            await context.abort(_code(e), str(e))
         try:
             return await fut
         except MillstreamError as e:
@@ -98,10 +106,8 @@ class RouterService:
             try:
                 async for request in requests:
                     await done.put(self._publish(request))
-            except ValueError as e:
-                failure.append((grpc.StatusCode.INVALID_ARGUMENT, str(e)))
-            except MillstreamError as e:
-                failure.append((grpc.StatusCode.UNAVAILABLE, str(e)))
+            except (ValueError, MillstreamError) as e:
+                failure.append((_code(e), str(e)))
             finally:
                 await done.put(None)
 
@@ -144,10 +150,8 @@ class RouterService:
             self._durables[durable] = spec["stream"]
         try:
             sub = svc.plane.subscribe(json.dumps(spec))
-        except ValueError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except MillstreamError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        except (ValueError, MillstreamError) as e:
+            await context.abort(_code(e), str(e))
         loop = asyncio.get_running_loop()
         written: int | None = None
         self._open.add(sub)

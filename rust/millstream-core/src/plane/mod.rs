@@ -207,11 +207,11 @@ impl PlaneHandle {
     /// serialised `PublishResponse` once every event has its verdict.
     pub fn publish(&self, request: &[u8], done: Done) -> Result<(), PlaneError> {
         let req = publish::decode(request).map_err(PlaneError::Invalid)?;
-        if self.shared.publish_senders().is_none() {
-            return Err(PlaneError::Stopped);
-        }
+        // Held by the call until its events are queued: a drain that starts meanwhile
+        // waits for them instead of refusing half a batch.
+        let senders = self.shared.publish_senders().ok_or(PlaneError::Stopped)?;
         self.runtime
-            .spawn(publish::enqueue(self.shared.clone(), req, done));
+            .spawn(publish::enqueue(self.shared.clone(), senders, req, done));
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use prost::Message;
 
-use super::lanes::Inbound;
+use super::lanes::{Inbound, LaneSenders};
 use super::Shared;
 use crate::error::Reason;
 use crate::pipeline::{Outcome, Status};
@@ -183,7 +183,12 @@ pub(crate) fn decode(request: &[u8]) -> Result<proto::PublishRequest, String> {
 
 /// Queue a decoded request's events in their lanes (waiting for room: a producer is held
 /// back rather than shed). `done` is called when the last verdict is in.
-pub(crate) async fn enqueue(shared: Arc<Shared>, req: proto::PublishRequest, done: Done) {
+pub(crate) async fn enqueue(
+    shared: Arc<Shared>,
+    senders: LaneSenders,
+    req: proto::PublishRequest,
+    done: Done,
+) {
     let n = req.events.len();
     let call = Arc::new(PublishCall {
         batch_id: req.batch_id,
@@ -199,10 +204,6 @@ pub(crate) async fn enqueue(shared: Arc<Shared>, req: proto::PublishRequest, don
         .encode_to_vec()));
         return;
     }
-    let Some(senders) = shared.publish_senders() else {
-        call.answer(Err("the data plane is draining".into()));
-        return;
-    };
     let classifier = shared.routing().classifier.clone();
     shared
         .metrics
