@@ -54,6 +54,7 @@ use tokio::sync::mpsc;
 
 mod tally;
 mod template;
+mod wire;
 
 use tally::Tally;
 use template::{StampParser, Template, Values};
@@ -324,7 +325,7 @@ async fn run_async(
     )
     .await?;
 
-    let messages = open_sink(&sink_client, &spec.sink).await?;
+    let messages = open_sink(&spec.url, &sink_client, &spec.sink).await?;
     let publisher = match spec.publish {
         Publish::Core => Publisher::Core(gen_client.clone()),
         Publish::JetStream { window } => Publisher::JetStream(
@@ -405,9 +406,20 @@ async fn run_async(
 type Bodies = Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>;
 
 /// Subscribes (and makes sure the server has the subscription) before anything is sent.
-async fn open_sink(client: &Client, sink: &Sink) -> Result<Bodies, LoadError> {
+async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<Bodies, LoadError> {
     let err = |what: &str, e: &dyn std::fmt::Display| LoadError::Sink(format!("{what}: {e}"));
     match sink {
+        // The light reader (see `wire`) where the URL allows it: the sink shares the machine
+        // with the router it measures.
+        Sink::Core { subject } if wire::plain_url(url).is_some() => {
+            let batches = wire::subscribe(url, subject)
+                .await
+                .map_err(|e| err(&format!("subscribe to {subject}"), &e))?;
+            let batches = futures::stream::unfold(batches, |mut rx| async move {
+                rx.recv().await.map(|batch| (batch, rx))
+            });
+            Ok(Box::pin(batches.flat_map(futures::stream::iter)))
+        }
         Sink::Core { subject } => {
             let sub = client
                 .subscribe(subject.clone())

@@ -166,6 +166,56 @@ fn offers_the_asked_rate() {
     assert!(r.generator_lag_ms < 100.0, "lag {} ms", r.generator_lag_ms);
 }
 
+/// A router stand-in: every message on `load.hdr.in.>` comes out on `load.hdr.out.<rest>`
+/// with ten CloudEvents-style headers, so the sink reads HMSG frames from a real server.
+#[test]
+fn counts_messages_that_carry_headers() {
+    let _serial = serial();
+    let server = NatsServer::start();
+    let url = server.url();
+    let relay_url = url.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let relay = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use futures::StreamExt;
+            let client = async_nats::connect(relay_url.as_str())
+                .await
+                .expect("connect");
+            let mut sub = client.subscribe("load.hdr.in.>").await.expect("subscribe");
+            client.flush().await.expect("flush");
+            ready_tx.send(()).expect("ready");
+            while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(3), sub.next()).await {
+                let mut h = async_nats::HeaderMap::new();
+                for i in 0..10 {
+                    h.insert(
+                        format!("Ce-Attr{i}").as_str(),
+                        format!("value-{i}-{}", m.subject).as_str(),
+                    );
+                }
+                let out = m.subject.replacen("load.hdr.in.", "load.hdr.out.", 1);
+                client
+                    .publish_with_headers(out, h, m.payload)
+                    .await
+                    .expect("publish");
+            }
+            client.flush().await.expect("flush");
+        });
+    });
+    ready_rx.recv().expect("relay ready");
+    let mut s = spec(url, "load.hdr.in", 5_000.0, 1_000, 200);
+    s.sink = Sink::Core {
+        subject: "load.hdr.out.>".into(),
+    };
+    let (r, _) = run_logged(&s);
+    relay.join().expect("relay");
+    assert_eq!(r.sent, 5_000);
+    assert_exactly_once(&r);
+}
+
 #[test]
 fn jetstream_in_and_out_without_loss_or_duplicates() {
     let _serial = serial();
