@@ -379,6 +379,19 @@ async def test_nats_server_restart_under_load_loses_nothing(
         ids = await stream_ids(nc, "MFG_OUT")
         assert len(set(ids)) == N_FAULT, f"lost {N_FAULT - len(set(ids))}"
         assert len(ids) == N_FAULT, f"{len(ids) - len(set(ids))} duplicate outputs"
+
+        # best-effort outputs leave by the egress connection, which reconnected too
+        async def egress_up() -> bool:
+            return bool(svc.stats()["nats"]["egress"]["connected"])
+
+        await wait_for(egress_up, 30, "the egress connection to reconnect")
+        assert svc.stats()["nats"]["egress"]["reconnects"] >= 1
+        sub = await nc.subscribe("mfg.telemetry.>")
+        await nc.flush()
+        await nc.publish("mes.dus.press-07.telemetry", (EVENTS / "telemetry_spindle_rpm.json").read_bytes())
+        msg = await sub.next_msg(timeout=10)
+        assert msg.headers is not None
+        assert msg.headers["ce-type"] == CANONICAL_MODELS["machine_telemetry"].ce_type()
     finally:
         shutdown.set()
         await task

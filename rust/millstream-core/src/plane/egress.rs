@@ -52,14 +52,33 @@ const CONTENT_TYPE: HeaderName = HeaderName::from_static("content-type");
 const ROUTE: HeaderName = HeaderName::from_static("Millstream-Route");
 
 /// Per (route, source, canonical type), the headers every output of that kind carries, built
-/// once; each event clones them and adds its own four. Owned by the egress task.
+/// once; each event adds its own four. Owned by the egress task.
 #[derive(Default)]
 pub(crate) struct HeaderCache {
-    templates: hashbrown::HashMap<(usize, usize, usize), HeaderMap>,
+    templates: hashbrown::HashMap<(usize, usize, usize), Template>,
+    /// The last header block built, reused so a block costs no allocation.
+    block: Vec<u8>,
+}
+
+struct Template {
+    /// For async-nats (JetStream outputs): cloned per event.
+    map: HeaderMap,
+    /// For the egress connection: `NATS/1.0` and the fixed header lines, as bytes.
+    block: Vec<u8>,
+}
+
+/// The headers that vary per event, in CloudEvents attribute order.
+fn own_headers(a: &CeAttributes) -> [(HeaderName, Option<&str>); 4] {
+    [
+        (CE_ID, Some(a.id.as_str())),
+        (CE_TIME, a.time.as_deref()),
+        (CE_SUBJECT, a.subject.as_deref()),
+        (CE_PARTITIONKEY, a.partitionkey.as_deref()),
+    ]
 }
 
 impl HeaderCache {
-    fn headers(&mut self, a: &CeAttributes, route_ix: usize, route: &str) -> HeaderMap {
+    fn template(&mut self, a: &CeAttributes, route_ix: usize, route: &str) -> &Template {
         // The attributes' Arcs belong to the pipeline's compiled sources and mappings, so
         // their addresses identify them for the pipeline's lifetime.
         let key = (
@@ -67,32 +86,57 @@ impl HeaderCache {
             Arc::as_ptr(&a.source).cast::<u8>() as usize,
             Arc::as_ptr(&a.ce_type).cast::<u8>() as usize,
         );
-        let mut h = self
-            .templates
-            .entry(key)
-            .or_insert_with(|| {
-                let mut t = HeaderMap::new();
-                t.insert(CE_SPECVERSION, "1.0");
-                t.insert(CE_SOURCE, enc(&a.source).as_ref());
-                t.insert(CE_TYPE, enc(&a.ce_type).as_ref());
-                t.insert(CE_DATASCHEMA, enc(&a.dataschema).as_ref());
-                t.insert(CONTENT_TYPE, "application/json");
-                t.insert(ROUTE, enc(route).as_ref());
-                t
-            })
-            .clone();
-        h.insert(CE_ID, enc(&a.id).as_ref());
-        if let Some(t) = &a.time {
-            h.insert(CE_TIME, enc(t).as_ref());
-        }
-        if let Some(s) = &a.subject {
-            h.insert(CE_SUBJECT, enc(s).as_ref());
-        }
-        if let Some(p) = &a.partitionkey {
-            h.insert(CE_PARTITIONKEY, enc(p).as_ref());
+        self.templates.entry(key).or_insert_with(|| {
+            let fixed = [
+                (CE_SPECVERSION, std::borrow::Cow::Borrowed("1.0")),
+                (CE_SOURCE, enc(&a.source)),
+                (CE_TYPE, enc(&a.ce_type)),
+                (CE_DATASCHEMA, enc(&a.dataschema)),
+                (CONTENT_TYPE, std::borrow::Cow::Borrowed("application/json")),
+                (ROUTE, enc(route)),
+            ];
+            let mut map = HeaderMap::new();
+            let mut block = b"NATS/1.0\r\n".to_vec();
+            for (name, value) in fixed {
+                header_line(&mut block, name.as_ref(), &value);
+                map.insert(name, value.as_ref());
+            }
+            Template { map, block }
+        })
+    }
+
+    /// The event's headers as async-nats wants them.
+    fn headers(&mut self, a: &CeAttributes, route_ix: usize, route: &str) -> HeaderMap {
+        let mut h = self.template(a, route_ix, route).map.clone();
+        for (name, value) in own_headers(a) {
+            if let Some(v) = value {
+                h.insert(name, enc(v).as_ref());
+            }
         }
         h
     }
+
+    /// The event's whole header block, for the egress connection.
+    fn block(&mut self, a: &CeAttributes, route_ix: usize, route: &str) -> &[u8] {
+        let mut block = std::mem::take(&mut self.block);
+        block.clear();
+        block.extend_from_slice(&self.template(a, route_ix, route).block);
+        for (name, value) in own_headers(a) {
+            if let Some(v) = value {
+                header_line(&mut block, name.as_ref(), &enc(v));
+            }
+        }
+        block.extend_from_slice(b"\r\n");
+        self.block = block;
+        &self.block
+    }
+}
+
+fn header_line(block: &mut Vec<u8>, name: &str, value: &str) {
+    block.extend_from_slice(name.as_bytes());
+    block.extend_from_slice(b": ");
+    block.extend_from_slice(value.as_bytes());
+    block.extend_from_slice(b"\r\n");
 }
 
 /// One acknowledgement an input waits for.
@@ -143,14 +187,27 @@ pub(crate) async fn dispatch(
     if let (Status::Routed, Some(attrs)) = (out.status, &out.attributes) {
         let data = Bytes::from(out.data);
         for d in &out.deliveries {
-            let headers = headers.headers(attrs, d.route_ix, &d.route);
             match d.mode {
                 DeliveryMode::BestEffort => {
-                    match shared
-                        .client
-                        .publish_with_headers(d.subject.clone(), headers, data.clone())
-                        .await
-                    {
+                    let sent = match &shared.wire {
+                        Some(w) => w
+                            .publish(
+                                &d.subject,
+                                headers.block(attrs, d.route_ix, &d.route),
+                                &data,
+                            )
+                            .map_err(|e| e.to_string()),
+                        None => shared
+                            .client
+                            .publish_with_headers(
+                                d.subject.clone(),
+                                headers.headers(attrs, d.route_ix, &d.route),
+                                data.clone(),
+                            )
+                            .await
+                            .map_err(|e| e.to_string()),
+                    };
+                    match sent {
                         Ok(()) => {
                             m.published.fetch_add(1, Relaxed);
                             if let Some(r) = m.route(d.route_ix) {
@@ -171,7 +228,7 @@ pub(crate) async fn dispatch(
                     // deduplicates by id per stream. A redelivered input renders the same id.
                     let publish = PublishMessage::build()
                         .payload(data.clone())
-                        .headers(headers)
+                        .headers(headers.headers(attrs, d.route_ix, &d.route))
                         .message_id(enc(&format!("{}@{}", attrs.id, d.route)));
                     m.published.fetch_add(1, Relaxed);
                     pending.push(
@@ -245,7 +302,17 @@ pub(crate) async fn settle_batch(shared: Arc<Shared>, batch: Vec<Waiting>) {
 /// The pass-through relay (benchmark ceiling): same ingest, lanes and acks, no stages.
 pub(crate) async fn relay(shared: &Arc<Shared>, msg: Inbound) {
     let subject = format!("passthrough.{}", msg.subject);
-    match shared.client.publish(subject, msg.payload.clone()).await {
+    let sent = match &shared.wire {
+        Some(w) => w
+            .publish(&subject, &[], &msg.payload)
+            .map_err(|e| e.to_string()),
+        None => shared
+            .client
+            .publish(subject, msg.payload.clone())
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match sent {
         Ok(()) => {
             shared.metrics.relayed.fetch_add(1, Relaxed);
         }

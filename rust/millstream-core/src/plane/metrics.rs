@@ -82,7 +82,17 @@ pub struct Metrics {
     connects: AtomicU64,
     disconnects: AtomicU64,
     slow_consumer: AtomicU64,
+    pub(crate) egress: EgressConnMetrics,
     last_error: Mutex<Option<String>>,
+}
+
+/// The egress connection's state (see `wire`), when the plane has one.
+#[derive(Default)]
+pub(crate) struct EgressConnMetrics {
+    pub(crate) present: AtomicBool,
+    pub(crate) connected: AtomicBool,
+    pub(crate) disconnects: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
 }
 
 impl Metrics {
@@ -218,6 +228,11 @@ impl Metrics {
                 "reconnects": g(&self.connects).saturating_sub(1),
                 "disconnects": g(&self.disconnects),
                 "slow_consumer": g(&self.slow_consumer),
+                "egress": self.egress.present.load(Relaxed).then(|| json!({
+                    "connected": self.egress.connected.load(Relaxed),
+                    "reconnects": g(&self.egress.reconnects),
+                    "disconnects": g(&self.egress.disconnects),
+                })),
             },
             "outputs": {
                 "published": g(&self.published),

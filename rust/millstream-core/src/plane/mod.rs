@@ -17,6 +17,7 @@ mod publish;
 mod reload;
 mod state;
 mod subscribe;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -158,6 +159,8 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     client: async_nats::Client,
     js: jetstream::Context,
+    /// Best-effort outputs go here when the URL allows (see `wire`), else through `client`.
+    wire: Option<wire::Wire>,
     /// Tasks awaiting PubAcks before they ack an input: drain waits for all of them.
     inflight: TaskTracker,
     dead_letter_prefix: String,
@@ -320,6 +323,15 @@ impl Plane {
             .max_ack_inflight(spec.publish_window.max(1))
             .backpressure_on_inflight(true)
             .build(client.clone());
+        let wire = match wire::target(&spec.url) {
+            None => None,
+            Some(target) => wire::Wire::connect(target, &spec.client_name, metrics.clone())
+                .await
+                .map_err(|detail| PlaneError::Connect {
+                    url: spec.url.clone(),
+                    detail: format!("egress connection: {detail}"),
+                })?,
+        };
 
         let mut pipeline = pipeline;
         let snapshots = match &spec.state {
@@ -339,6 +351,7 @@ impl Plane {
             metrics: metrics.clone(),
             client: client.clone(),
             js: js.clone(),
+            wire,
             inflight: TaskTracker::new(),
             passthrough: spec.passthrough,
             publish_senders: Mutex::new(Some(senders.clone())),
@@ -453,6 +466,9 @@ impl Plane {
                 store.save(&shared).await?;
             }
             let _ = shared.client.flush().await;
+            if let Some(w) = &shared.wire {
+                w.flush(Duration::from_secs(5)).await;
+            }
             Ok(())
         });
         self.final_stats = None;
