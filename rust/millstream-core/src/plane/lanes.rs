@@ -180,6 +180,9 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
                     None => egress::relay(&egress_shared, msg).await,
                 }
             }
+            if let Some(w) = &egress_shared.wire {
+                w.send_queued();
+            }
             if !waiting.is_empty() {
                 let s = egress_shared.clone();
                 egress_shared.settling.fetch_add(1, Ordering::AcqRel);
