@@ -816,6 +816,7 @@ impl Pipeline {
         // dead letter leaves no trace that would make its fixed replay look like a duplicate.
         let mut plans: Vec<Candidate> = Vec::new();
         let mut matched = false;
+        let mut key_text = String::new();
         for &ri in resolved.routes.iter() {
             let r = &self.routes[ri];
             if !(r.types.is_empty() || r.types.iter().any(|t| **t == *m.ce_type)) {
@@ -845,8 +846,8 @@ impl Pipeline {
             };
             let mut stale = None;
             if let Some(s) = &r.stale {
-                let key = match s.key.render(lookup, |_, _| Ok(())) {
-                    Ok(k) => KeyHash::of(&k),
+                let key = match s.key.render_into(&mut key_text, lookup, |_, _| Ok(())) {
+                    Ok(()) => KeyHash::of(&key_text),
                     Err(e) => return rfail(Reason::KeyMissing, render_err("stale.key", e)),
                 };
                 let version = match obj_get(&entity, &s.version).map(version_of) {
@@ -863,8 +864,8 @@ impl Pipeline {
             }
             let mut dedup = None;
             if let Some(d) = &r.dedup {
-                let key = match d.key.render(lookup, |_, _| Ok(())) {
-                    Ok(k) => KeyHash::of(&k),
+                let key = match d.key.render_into(&mut key_text, lookup, |_, _| Ok(())) {
+                    Ok(()) => KeyHash::of(&key_text),
                     Err(e) => return rfail(Reason::KeyMissing, render_err("dedup.key", e)),
                 };
                 dedup = Some(key);
@@ -882,7 +883,12 @@ impl Pipeline {
                 format!("no route takes {} from {subject:?}", m.canonical),
             ));
         }
-        let data = serde_json::to_vec(&Json::Obj(entity)).unwrap_or_default();
+        // The canonical form is about as long as the input: one allocation, not a doubling
+        // series.
+        let mut data = Vec::with_capacity(payload.len() + 64);
+        if serde_json::to_writer(&mut data, &Json::Obj(entity)).is_err() {
+            data.clear();
+        }
         Prepared::Routable {
             outcome: Outcome {
                 status: Status::Routed,

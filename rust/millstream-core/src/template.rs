@@ -13,6 +13,8 @@ enum Part {
 #[derive(Clone, Debug)]
 pub struct Template {
     parts: Vec<Part>,
+    /// A capacity that fits a typical rendering, so the output string is not regrown.
+    size_hint: usize,
 }
 
 /// Why a template could not be rendered.
@@ -49,7 +51,14 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Lit(rest.to_owned()));
         }
-        Ok(Template { parts })
+        let size_hint = parts
+            .iter()
+            .map(|p| match p {
+                Part::Lit(s) => s.len(),
+                Part::Var(_) => 24,
+            })
+            .sum();
+        Ok(Template { parts, size_hint })
     }
 
     /// Each placeholder as its dotted path, in order.
@@ -62,12 +71,29 @@ impl Template {
 
     /// Render, resolving each placeholder with `lookup`. `check` sees each rendered value and
     /// may refuse it (destination subjects restrict their tokens).
-    pub fn render<'a, L, C>(&self, lookup: L, mut check: C) -> Result<String, RenderError>
+    pub fn render<'a, L, C>(&self, lookup: L, check: C) -> Result<String, RenderError>
     where
         L: Fn(&[String]) -> Found<'a>,
         C: FnMut(&str, &[String]) -> Result<(), RenderError>,
     {
-        let mut out = String::with_capacity(48);
+        let mut out = String::with_capacity(self.size_hint);
+        self.render_into(&mut out, lookup, check)?;
+        Ok(out)
+    }
+
+    /// `render` into a caller's buffer (cleared first): keys that are only hashed need no
+    /// string of their own.
+    pub fn render_into<'a, L, C>(
+        &self,
+        out: &mut String,
+        lookup: L,
+        mut check: C,
+    ) -> Result<(), RenderError>
+    where
+        L: Fn(&[String]) -> Found<'a>,
+        C: FnMut(&str, &[String]) -> Result<(), RenderError>,
+    {
+        out.clear();
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
@@ -76,13 +102,13 @@ impl Template {
                     match lookup(path) {
                         Found::Missing => return Err(RenderError::Missing(path.join("."))),
                         Found::Compound => return Err(RenderError::NotScalar(path.join("."))),
-                        Found::Scalar(s) => s.write_to(&mut out),
+                        Found::Scalar(s) => s.write_to(out),
                     }
                     check(&out[start..], path)?;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
