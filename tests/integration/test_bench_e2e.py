@@ -26,7 +26,11 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
         assert r["events_per_s"] > 2_500, r
         assert r["latency"] and all(p["p99_ms"] > 0 for p in r["latency"]), r
         assert all(p["lost"] == 0 for p in r["latency"] if p["offered_per_s"] <= 3_000), r
+        # the CPU each router and the server spent per event at 25k/s offered
+        cpu = r["cpu_at_25k"]
+        assert cpu["router_us_per_event"] > 0 and cpu["nats_server_us_per_event"] > 0, r
     js = result["jetstream"]
     assert js["lost"] == 0 and js["duplicates"] == 0, js
     assert js["stored"] == js["sent"] == 3_000, js
+    assert js["complete"], js
     assert "millstream / passthrough" in summary(result)

@@ -388,7 +388,8 @@ async def test_nats_server_restart_under_load_loses_nothing(
         assert svc.stats()["nats"]["egress"]["reconnects"] >= 1
         sub = await nc.subscribe("mfg.telemetry.>")
         await nc.flush()
-        await nc.publish("mes.dus.press-07.telemetry", (EVENTS / "telemetry_spindle_rpm.json").read_bytes())
+        sample = (EVENTS / "telemetry_spindle_rpm.json").read_bytes()
+        await nc.publish("mes.dus.press-07.telemetry", sample)
         msg = await sub.next_msg(timeout=10)
         assert msg.headers is not None
         assert msg.headers["ce-type"] == CANONICAL_MODELS["machine_telemetry"].ce_type()

@@ -246,7 +246,18 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / med if med else float("inf")
 
 
-def bench_router(name: str, url: str, config: Path, work: Path, plan: Plan) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux `/proc`), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_router(
+    name: str, url: str, config: Path, work: Path, plan: Plan, server_pid: int | None = None
+) -> dict[str, Any]:
     sink = "passthrough.>" if name == "passthrough" else "mfg.telemetry.>"
     router = start_router(name, url, config, work)
     try:
@@ -283,13 +294,26 @@ def bench_router(name: str, url: str, config: Path, work: Path, plan: Plan) -> d
         delivered = [float(r["output_per_s"]) for r in runs]
         sat = statistics.median(delivered)
         latency = []
+        cpu: dict[str, float] = {}
         for offered in sorted({FIXED_LOAD, *(round(sat * s) for s in SHARES)}):
             if offered < 100:
                 continue
+            router_cpu = cpu_seconds(router.proc.pid)
+            server_cpu = cpu_seconds(server_pid) if server_pid else None
             r = Load(url, sink, offered, plan.latency_s, plan.warmup_s).run(
                 _progress(f"{name} at {offered:,.0f}/s")
             )
             _done(f"{name} at {offered:,.0f}/s", r)
+            if offered == FIXED_LOAD and r["sent"]:
+                # CPU per event at a load every router keeps up with: how much of the shared
+                # machine each one needs, steadier on a noisy VM than a saturation figure.
+                cpu = {}
+                measured = [("router", router.proc.pid, router_cpu),
+                            ("nats_server", server_pid, server_cpu)]  # fmt: skip
+                for who, pid, start in measured:
+                    end = cpu_seconds(pid) if pid else None
+                    if start is not None and end is not None:
+                        cpu[f"{who}_us_per_event"] = (end - start) / r["sent"] * 1e6
             lat = r["latency_ms"]
             latency.append(
                 {
@@ -317,7 +341,14 @@ def bench_router(name: str, url: str, config: Path, work: Path, plan: Plan) -> d
         "unstable": s > SPREAD_LIMIT,
         "generator_lag_ms": max(float(r["generator_lag_ms"]) for r in runs),
         "latency": latency,
+        "cpu_at_25k": cpu or None,
     }
+
+
+# The sink stops once nothing new was stored for this long, or 3x this after the last send:
+# a path slower than (events / (duration + 3 x settle)) is cut off, and what it had not yet
+# stored would count as lost. `complete` in the result says which way the count ended.
+JS_SETTLE_S = 5.0
 
 
 def bench_jetstream(url: str, config: Path, work: Path, plan: Plan) -> dict[str, Any]:
@@ -331,7 +362,7 @@ def bench_jetstream(url: str, config: Path, work: Path, plan: Plan) -> dict[str,
         rate = TARGETS["jetstream"]
         load = Load(url, "mfg.inventory.>", rate, plan.js_events / rate, 0.0,
                     templates=stock_move_templates(), marker=JS_MARKER,
-                    jetstream_window=4096, sink_stream="MFG_OUT", settle_s=3.0)  # fmt: skip
+                    jetstream_window=4096, sink_stream="MFG_OUT", settle_s=JS_SETTLE_S)  # fmt: skip
         r = load.run(_progress("jetstream"))
         _done("jetstream", r)
     finally:
@@ -349,6 +380,8 @@ def bench_jetstream(url: str, config: Path, work: Path, plan: Plan) -> dict[str,
         "stored": r["distinct"] + r["duplicates"],
         "lost": r["lost"],
         "duplicates": r["duplicates"],
+        # the count ended because the stream went quiet, not at the wait's cap
+        "complete": r["elapsed_s"] - r["last_receive_s"] >= JS_SETTLE_S * 0.9,
         "p50_ms": r["latency_ms"]["p50"],
         "p99_ms": r["latency_ms"]["p99"],
     }
@@ -382,7 +415,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
     with EmbeddedNats(work / "nats") as server:
         print(f"nats-server {server.info.get('version')} at {server.url}", file=sys.stderr)
-        results = [bench_router(name, server.url, config, work, plan) for name in ROUTERS]
+        pid = server.pid
+        results = [bench_router(name, server.url, config, work, plan, pid) for name in ROUTERS]
         js = bench_jetstream(server.url, config, work, plan)
         version = server.info.get("version")
     by = {r["name"]: r for r in results}
@@ -445,6 +479,13 @@ def summary(result: dict[str, Any]) -> str:
             f"  {r['name']:<16} {r['events_per_s']:>10,.0f} events/s "
             f"(runs {', '.join(f'{x:,.0f}' for x in r['runs'])}; spread {r['spread']:.1%}){flag}"
         )
+        if r.get("cpu_at_25k"):
+            c = r["cpu_at_25k"]
+            lines.append(
+                f"      CPU at 25k/s: router {c['router_us_per_event']:.1f} µs/event"
+                + (f", nats-server {c['nats_server_us_per_event']:.1f} µs/event"
+                   if "nats_server_us_per_event" in c else "")
+            )  # fmt: skip
         for p in r["latency"]:
             lines.append(
                 f"      at {p['offered_per_s']:>9,.0f}/s  p50 {p['p50_ms']:7.2f} ms  "
@@ -463,4 +504,9 @@ def summary(result: dict[str, Any]) -> str:
         f"{js['duplicates']} (target >= {TARGETS['jetstream']:,.0f}/s, 0, 0: "
         f"{'met' if met['jetstream'] else 'MISSED'})",
     ]
+    if not js.get("complete", True):
+        lines.append(
+            "  jetstream: the sink's wait ended while outputs were still being stored; "
+            "'lost' includes events that were only late"
+        )
     return "\n".join(lines)

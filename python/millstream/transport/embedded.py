@@ -82,6 +82,11 @@ class EmbeddedNats:
         self._log_path = self.store_dir / "nats-server.log"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
