@@ -234,7 +234,37 @@ impl DedupCache {
         }
     }
 
-    fn insert(&mut self, key: KeyHash, now_ms: u64, flag: u32) -> u32 {
+    /// `is_duplicate`, and when it is not, `remember` (or `reserve`), in one probe of the
+    /// table: at a full two-million-key table each probe is a cache miss, and the separate
+    /// calls made up to three. Returns false for a duplicate.
+    pub fn admit(&mut self, key: KeyHash, now_ms: u64, reserve: bool) -> bool {
+        let now = self.sweep(now_ms);
+        let flag = if reserve { PENDING } else { 0 };
+        let window = self.window_ticks;
+        let full = self.table.len() >= self.capacity;
+        match self.table.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                if now.saturating_sub(*e.get() & TICKS) < window {
+                    return false;
+                }
+                e.insert(now | flag);
+            }
+            hashbrown::hash_map::Entry::Vacant(v) if !full => {
+                v.insert(now | flag);
+            }
+            hashbrown::hash_map::Entry::Vacant(_) => {
+                evict_oldest(&mut self.table, |&t| t & TICKS);
+                self.table.insert(key, now | flag);
+            }
+        }
+        if !reserve {
+            self.journal.push((key, now), self.capacity);
+        }
+        true
+    }
+
+    /// Drop expired keys once per window; returns `now` in ticks.
+    fn sweep(&mut self, now_ms: u64) -> u32 {
         let now = self.clock.ticks(now_ms);
         if now.saturating_sub(self.last_sweep) >= self.window_ticks {
             self.last_sweep = now;
@@ -242,6 +272,11 @@ impl DedupCache {
             self.table
                 .retain(|_, seen| now.saturating_sub(*seen & TICKS) < window);
         }
+        now
+    }
+
+    fn insert(&mut self, key: KeyHash, now_ms: u64, flag: u32) -> u32 {
+        let now = self.sweep(now_ms);
         if self.table.len() >= self.capacity && !self.table.contains_key(&key) {
             evict_oldest(&mut self.table, |&t| t & TICKS);
         }
@@ -318,6 +353,37 @@ mod tests {
         assert!(c.is_duplicate(k, t0 + 999));
         assert!(!c.is_duplicate(k, t0 + 1_000));
         assert!(!c.is_duplicate(KeyHash::of("order-2"), t0 + 10));
+    }
+
+    #[test]
+    fn admit_is_check_then_remember() {
+        let mut c = DedupCache::new(1_000, 3);
+        c.track_changes();
+        let _ = c.take_changes();
+        let t0 = 1_700_000_000_000;
+        let k = KeyHash::of("order-1");
+        assert!(c.admit(k, t0, false));
+        assert!(!c.admit(k, t0 + 999, false), "within the window");
+        assert!(c.admit(k, t0 + 1_000, false), "the window has passed");
+        assert!(c.admit(KeyHash::of("held"), t0 + 1_000, true));
+        assert!(
+            !c.admit(KeyHash::of("held"), t0 + 1_001, false),
+            "reserved counts"
+        );
+        // only committed keys are journalled for snapshots
+        let changed: Vec<KeyHash> = c
+            .take_changes()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(changed, vec![k, k]);
+        // at capacity the oldest go, as with remember
+        for i in 0..5 {
+            assert!(c.admit(KeyHash::of(&format!("n{i}")), t0 + 1_100 + i, false));
+        }
+        assert!(c.len() <= 3);
+        assert!(!c.admit(KeyHash::of("n4"), t0 + 1_200, false));
     }
 
     #[test]

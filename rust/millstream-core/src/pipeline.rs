@@ -43,13 +43,60 @@ impl Status {
 /// `datacontenttype` "application/json").
 #[derive(Clone, Debug)]
 pub struct CeAttributes {
-    pub id: String,
     pub source: Arc<str>,
     pub ce_type: Arc<str>,
     pub dataschema: Arc<str>,
-    pub time: Option<String>,
-    pub subject: Option<String>,
-    pub partitionkey: Option<String>,
+    /// id, time, subject and partitionkey one after another: one allocation per event rather
+    /// than four (allocation was a tenth of the pipeline's samples in the data plane).
+    text: String,
+    /// Where each of the four ends in `text`; `None` when the event has no such attribute.
+    ends: [Option<u32>; 4],
+}
+
+const CE_ID: usize = 0;
+const CE_TIME: usize = 1;
+const CE_SUBJECT: usize = 2;
+const CE_PARTITIONKEY: usize = 3;
+
+impl CeAttributes {
+    pub fn id(&self) -> &str {
+        self.part(CE_ID).unwrap_or_default()
+    }
+    pub fn time(&self) -> Option<&str> {
+        self.part(CE_TIME)
+    }
+    pub fn subject(&self) -> Option<&str> {
+        self.part(CE_SUBJECT)
+    }
+    pub fn partitionkey(&self) -> Option<&str> {
+        self.part(CE_PARTITIONKEY)
+    }
+
+    fn part(&self, i: usize) -> Option<&str> {
+        let end = self.ends[i]? as usize;
+        let start = self.ends[..i].iter().rev().find_map(|e| *e).unwrap_or(0) as usize;
+        self.text.get(start..end)
+    }
+
+    /// Appends the next attribute's text (`i` in order) with `write`, or records it absent
+    /// when `write` fails.
+    fn push<E>(
+        &mut self,
+        i: usize,
+        write: impl FnOnce(&mut String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mark = self.text.len();
+        match write(&mut self.text) {
+            Ok(()) => {
+                self.ends[i] = u32::try_from(self.text.len()).ok();
+                Ok(())
+            }
+            Err(e) => {
+                self.text.truncate(mark);
+                Err(e)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -764,43 +811,53 @@ impl Pipeline {
 
         // CloudEvents attributes: templates read the canonical entity.
         let field = |p: &[String]| lookup(&entity, p).map_or(Found::Missing, Json::scalar);
-        let render = |t: &Template| t.render(field, |_, _| Ok(()));
-        let id = match &m.id {
-            Some(t) => match render(t) {
-                Ok(id) => id,
-                Err(e) => return fail(key_missing("id", e)),
-            },
+        let mut attrs = CeAttributes {
+            source: src.uri.clone(),
+            ce_type: m.ce_type.clone(),
+            dataschema: m.dataschema.clone(),
+            text: String::with_capacity(160),
+            ends: [None; 4],
+        };
+        let id = attrs.push(CE_ID, |out| match &m.id {
+            Some(t) => t.render_append(out, field, |_, _| Ok(())),
             None => {
                 let mut h = Xxh3::new();
                 h.update(src.name.as_bytes());
                 h.update(&[0]);
                 h.update(payload);
-                format!("{:032x}", h.digest128())
+                use std::fmt::Write as _;
+                let _ = write!(out, "{:032x}", h.digest128());
+                Ok(())
             }
-        };
-        let attrs = CeAttributes {
-            id,
-            source: src.uri.clone(),
-            ce_type: m.ce_type.clone(),
-            dataschema: m.dataschema.clone(),
-            time: m
-                .time
-                .as_ref()
-                .and_then(|f| obj_get(&entity, f))
-                .and_then(|v| match v {
-                    Json::Str(s) => Some(s.to_string()),
-                    _ => None,
-                }),
-            subject: m.subject.as_ref().and_then(|t| render(t).ok()),
-            partitionkey: m.partitionkey.as_ref().and_then(|t| render(t).ok()),
-        };
+        });
+        if let Err(e) = id {
+            return fail(key_missing("id", e));
+        }
+        let time = m.time.as_ref().and_then(|f| match obj_get(&entity, f) {
+            Some(Json::Str(s)) => Some(s),
+            _ => None,
+        });
+        if let Some(t) = time {
+            let _ = attrs.push(CE_TIME, |out| {
+                out.push_str(t);
+                Ok::<(), ()>(())
+            });
+        }
+        if let Some(t) = &m.subject {
+            let _ = attrs.push(CE_SUBJECT, |out| t.render_append(out, field, |_, _| Ok(())));
+        }
+        if let Some(t) = &m.partitionkey {
+            let _ = attrs.push(CE_PARTITIONKEY, |out| {
+                t.render_append(out, field, |_, _| Ok(()))
+            });
+        }
         // `ce.*` values for templates, built only if a template asks for one.
         let ce_value = |attr: &str| -> Found<'_> {
             let s = match attr {
-                "id" => Some(attrs.id.as_str()),
+                "id" => Some(attrs.id()),
                 "type" => Some(&*attrs.ce_type),
                 "source" => Some(&*attrs.source),
-                "subject" => attrs.subject.as_deref(),
+                "subject" => attrs.subject(),
                 _ => None,
             };
             s.map_or(Found::Missing, |s| Found::Scalar(Scalar::Str(s)))
@@ -927,8 +984,10 @@ impl Pipeline {
                 }
             }
             if let (Some(d), Some(key)) = (&mut r.dedup, c.dedup) {
-                if d.cache.is_duplicate(key, now_ms) {
-                    // (a reserved key counts: its first copy is still in flight)
+                // committed now (best effort), or by `confirm` once the output's PubAck
+                // arrives; a reserved key counts as seen, its first copy being in flight
+                let reserve = r.mode == DeliveryMode::AtLeastOnce;
+                if !d.cache.admit(key, now_ms, reserve) {
                     out.skipped.push(Skip {
                         route: r.name.clone(),
                         status: Status::Duplicate,
@@ -938,11 +997,6 @@ impl Pipeline {
                         ),
                     });
                     continue;
-                }
-                match r.mode {
-                    DeliveryMode::BestEffort => d.cache.remember(key, now_ms),
-                    // committed by `confirm` once the output's PubAck arrives
-                    DeliveryMode::AtLeastOnce => d.cache.reserve(key, now_ms),
                 }
             }
             if let (Some(s), Some((key, version))) = (&mut r.stale, c.stale) {

@@ -87,13 +87,27 @@ impl Template {
         &self,
         out: &mut String,
         lookup: L,
-        mut check: C,
+        check: C,
     ) -> Result<(), RenderError>
     where
         L: Fn(&[String]) -> Found<'a>,
         C: FnMut(&str, &[String]) -> Result<(), RenderError>,
     {
         out.clear();
+        self.render_append(out, lookup, check)
+    }
+
+    /// `render` onto the end of `out`; on an error, `out` may hold part of the rendering.
+    pub fn render_append<'a, L, C>(
+        &self,
+        out: &mut String,
+        lookup: L,
+        mut check: C,
+    ) -> Result<(), RenderError>
+    where
+        L: Fn(&[String]) -> Found<'a>,
+        C: FnMut(&str, &[String]) -> Result<(), RenderError>,
+    {
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),

@@ -268,7 +268,7 @@ impl Outcome {
     /// CloudEvents id of the canonical event (also its `Nats-Msg-Id`).
     #[getter]
     fn id(&self) -> Option<String> {
-        self.get().attributes.as_ref().map(|a| a.id.clone())
+        self.get().attributes.as_ref().map(|a| a.id().to_owned())
     }
 
     /// CloudEvents 1.0 attributes as a dict (absent optional attributes are left out).
@@ -279,15 +279,15 @@ impl Outcome {
         };
         let d = PyDict::new(py);
         d.set_item("specversion", "1.0")?;
-        d.set_item("id", &a.id)?;
+        d.set_item("id", a.id())?;
         d.set_item("source", &*a.source)?;
         d.set_item("type", &*a.ce_type)?;
         d.set_item("datacontenttype", "application/json")?;
         d.set_item("dataschema", &*a.dataschema)?;
         for (k, v) in [
-            ("time", &a.time),
-            ("subject", &a.subject),
-            ("partitionkey", &a.partitionkey),
+            ("time", a.time()),
+            ("subject", a.subject()),
+            ("partitionkey", a.partitionkey()),
         ] {
             if let Some(v) = v {
                 d.set_item(k, v)?;

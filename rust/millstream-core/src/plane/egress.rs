@@ -70,10 +70,10 @@ struct Template {
 /// The headers that vary per event, in CloudEvents attribute order.
 fn own_headers(a: &CeAttributes) -> [(HeaderName, Option<&str>); 4] {
     [
-        (CE_ID, Some(a.id.as_str())),
-        (CE_TIME, a.time.as_deref()),
-        (CE_SUBJECT, a.subject.as_deref()),
-        (CE_PARTITIONKEY, a.partitionkey.as_deref()),
+        (CE_ID, Some(a.id())),
+        (CE_TIME, a.time()),
+        (CE_SUBJECT, a.subject()),
+        (CE_PARTITIONKEY, a.partitionkey()),
     ]
 }
 
@@ -229,7 +229,7 @@ pub(crate) async fn dispatch(
                     let publish = PublishMessage::build()
                         .payload(data.clone())
                         .headers(headers.headers(attrs, d.route_ix, &d.route))
-                        .message_id(enc(&format!("{}@{}", attrs.id, d.route)));
+                        .message_id(enc(&format!("{}@{}", attrs.id(), d.route)));
                     m.published.fetch_add(1, Relaxed);
                     pending.push(
                         match shared.js.send_publish(d.subject.clone(), publish).await {

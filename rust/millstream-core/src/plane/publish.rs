@@ -118,7 +118,7 @@ pub(crate) fn verdict_of(out: &Outcome) -> proto::Verdict {
     let (canonical_id, canonical_type) = out
         .attributes
         .as_ref()
-        .map(|a| (a.id.clone(), a.ce_type.to_string()))
+        .map(|a| (a.id().to_owned(), a.ce_type.to_string()))
         .unwrap_or_default();
     proto::Verdict {
         status: status as i32,
