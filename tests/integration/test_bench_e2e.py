@@ -33,4 +33,6 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
     assert js["lost"] == 0 and js["duplicates"] == 0, js
     assert js["stored"] == js["sent"] == 3_000, js
     assert js["complete"], js
+    ceiling = js["ceiling"]
+    assert ceiling["stored"] == ceiling["sent"] == 3_000 and ceiling["duplicates"] == 0, ceiling
     assert "millstream / passthrough" in summary(result)

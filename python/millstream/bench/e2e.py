@@ -351,20 +351,50 @@ def bench_router(
 JS_SETTLE_S = 5.0
 
 
-def bench_jetstream(url: str, config: Path, work: Path, plan: Plan) -> dict[str, Any]:
+# Where the passthrough relay's JetStream run is stored, so the sink can count it from a
+# stream as it does MFG_OUT.
+CEILING_STREAM = "BENCH_PASSTHROUGH"
+
+
+def _ensure_stream(url: str, name: str, subjects: list[str]) -> None:
+    import asyncio
+
+    import nats
+
+    async def create() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().add_stream(name=name, subjects=subjects)
+        finally:
+            await nc.drain()
+
+    asyncio.run(create())
+
+
+def bench_jetstream(
+    url: str, config: Path, work: Path, plan: Plan, router_name: str = "millstream"
+) -> dict[str, Any]:
     """Odoo stock moves JetStream -> Millstream (at least once, dedup) -> JetStream MFG_OUT,
-    counted from the stream."""
-    router = start_router("millstream", url, config, work)
+    counted from the stream. With `router_name="passthrough"`, the ceiling of that path on
+    this machine: the relay pulls and acks the same input, and its outputs are stored in a
+    stream of their own (published without waiting for a PubAck)."""
+    if router_name == "passthrough":
+        _ensure_stream(url, CEILING_STREAM, ["passthrough.odoo.>"])
+        sink_subject, sink_stream = "passthrough.odoo.>", CEILING_STREAM
+    else:
+        sink_subject, sink_stream = "mfg.inventory.>", "MFG_OUT"
+    router = start_router(router_name, url, config, work)
     try:
         # offered at the target rate: a path that keeps up stores each event about as fast as
         # it is published; one that cannot builds a backlog in ODOO_IN, and its throughput is
         # what it stored over the time it took
         rate = TARGETS["jetstream"]
-        load = Load(url, "mfg.inventory.>", rate, plan.js_events / rate, 0.0,
-                    templates=stock_move_templates(), marker=JS_MARKER,
-                    jetstream_window=4096, sink_stream="MFG_OUT", settle_s=JS_SETTLE_S)  # fmt: skip
-        r = load.run(_progress("jetstream"))
-        _done("jetstream", r)
+        label = f"jetstream ({router_name})"
+        load = Load(url, sink_subject, rate, plan.js_events / rate, 0.0,
+                    templates=stock_move_templates(), marker=JS_MARKER, jetstream_window=4096,
+                    sink_stream=sink_stream, settle_s=JS_SETTLE_S)  # fmt: skip
+        r = load.run(_progress(label))
+        _done(label, r)
     finally:
         router.stop()
     # The path lags the generator (JetStream buffers the backlog), so its throughput is every
@@ -418,6 +448,7 @@ def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
         pid = server.pid
         results = [bench_router(name, server.url, config, work, plan, pid) for name in ROUTERS]
         js = bench_jetstream(server.url, config, work, plan)
+        js["ceiling"] = bench_jetstream(server.url, config, work, plan, "passthrough")
         version = server.info.get("version")
     by = {r["name"]: r for r in results}
     ms, pt, py = by["millstream"], by["passthrough"], by["python_baseline"]
@@ -504,6 +535,12 @@ def summary(result: dict[str, Any]) -> str:
         f"{js['duplicates']} (target >= {TARGETS['jetstream']:,.0f}/s, 0, 0: "
         f"{'met' if met['jetstream'] else 'MISSED'})",
     ]
+    if js.get("ceiling"):
+        c = js["ceiling"]
+        lines.append(
+            f"  jetstream ceiling (passthrough relay, same input, outputs stored unacknowledged): "
+            f"{c['events_per_s']:,.0f} events/s, lost {c['lost']}, duplicates {c['duplicates']}"
+        )
     if not js.get("complete", True):
         lines.append(
             "  jetstream: the sink's wait ended while outputs were still being stored; "
