@@ -22,7 +22,9 @@ median and spread reported, a run set whose spread exceeds `SPREAD_LIMIT` flagge
 (as Vector's soak harness does); then latency p50/p99/p999 at fixed offered loads: 25k
 events/s and 25/50/80% of that router's saturation.
 Then the JetStream path: Odoo stock moves published into stream ODOO_IN, the example config's
-at-least-once route into MFG_OUT, counted from the stream: events/s, lost and duplicates.
+at-least-once route into MFG_OUT, counted from the stream: events/s, lost and duplicates; and
+its ceiling, the passthrough relay on the same input with its outputs stored in a stream.
+Per router, the CPU its process and nats-server spent per event at 25k/s (`/proc`).
 
     millstream bench e2e [--json PATH] [--plot PATH.png] [--quick]
 """
