@@ -18,7 +18,7 @@ use chrono::{SecondsFormat, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::lanes::{ix, Inbound};
-use super::{publish, Shared};
+use super::{publish, wire, Shared};
 use crate::pipeline::{CeAttributes, Outcome, Status};
 use crate::plan::DeliveryMode;
 use crate::{Reason, Rejection};
@@ -116,8 +116,14 @@ impl HeaderCache {
         h
     }
 
-    /// The event's whole header block, for the egress connection.
-    fn block(&mut self, a: &CeAttributes, route_ix: usize, route: &str) -> &[u8] {
+    /// The event's whole header block, for the egress connection; `msg_id` for JetStream.
+    fn block(
+        &mut self,
+        a: &CeAttributes,
+        route_ix: usize,
+        route: &str,
+        msg_id: Option<&str>,
+    ) -> &[u8] {
         let mut block = std::mem::take(&mut self.block);
         block.clear();
         block.extend_from_slice(&self.template(a, route_ix, route).block);
@@ -125,6 +131,9 @@ impl HeaderCache {
             if let Some(v) = value {
                 header_line(&mut block, name.as_ref(), &enc(v));
             }
+        }
+        if let Some(id) = msg_id {
+            header_line(&mut block, "Nats-Msg-Id", id);
         }
         block.extend_from_slice(b"\r\n");
         self.block = block;
@@ -139,10 +148,25 @@ fn header_line(block: &mut Vec<u8>, name: &str, value: &str) {
     block.extend_from_slice(b"\r\n");
 }
 
+/// A PubAck on its way, from whichever connection carried the publish.
+enum Ack {
+    Nats(PublishAckFuture),
+    Wire(wire::AckWait),
+}
+
+impl Ack {
+    async fn wait(self) -> Result<(), String> {
+        match self {
+            Ack::Nats(f) => f.await.map(|_| ()).map_err(|e| e.to_string()),
+            Ack::Wire(w) => w.wait().await,
+        }
+    }
+}
+
 /// One acknowledgement an input waits for.
 enum Pending {
     Output {
-        ack: PublishAckFuture,
+        ack: Ack,
         route_ix: usize,
         dedup_id: Option<u128>,
     },
@@ -193,7 +217,7 @@ pub(crate) async fn dispatch(
                         Some(w) => w
                             .publish(
                                 &d.subject,
-                                headers.block(attrs, d.route_ix, &d.route),
+                                headers.block(attrs, d.route_ix, &d.route, None),
                                 &data,
                             )
                             .map_err(|e| e.to_string()),
@@ -226,25 +250,41 @@ pub(crate) async fn dispatch(
                 DeliveryMode::AtLeastOnce => {
                     // Unique per route: two routes may share an output stream, and JetStream
                     // deduplicates by id per stream. A redelivered input renders the same id.
-                    let publish = PublishMessage::build()
-                        .payload(data.clone())
-                        .headers(headers.headers(attrs, d.route_ix, &d.route))
-                        .message_id(enc(&format!("{}@{}", attrs.id(), d.route)));
+                    let msg_id = enc(&format!("{}@{}", attrs.id(), d.route)).into_owned();
                     m.published.fetch_add(1, Relaxed);
-                    pending.push(
-                        match shared.js.send_publish(d.subject.clone(), publish).await {
-                            Ok(ack) => Pending::Output {
-                                ack,
-                                route_ix: d.route_ix,
-                                dedup_id: d.dedup_id,
-                            },
-                            Err(e) => Pending::Refused {
-                                route_ix: d.route_ix,
-                                dedup_id: d.dedup_id,
-                                error: e.to_string(),
-                            },
+                    let sent = match &shared.wire {
+                        Some(w) => {
+                            let block = headers.block(attrs, d.route_ix, &d.route, Some(&msg_id));
+                            w.publish_acked(&d.subject, block, &data)
+                                .await
+                                .map(Ack::Wire)
+                                .map_err(|e| e.to_string())
+                        }
+                        None => {
+                            let publish = PublishMessage::build()
+                                .payload(data.clone())
+                                .headers(headers.headers(attrs, d.route_ix, &d.route))
+                                .message_id(msg_id);
+                            shared
+                                .js
+                                .send_publish(d.subject.clone(), publish)
+                                .await
+                                .map(Ack::Nats)
+                                .map_err(|e| e.to_string())
+                        }
+                    };
+                    pending.push(match sent {
+                        Ok(ack) => Pending::Output {
+                            ack,
+                            route_ix: d.route_ix,
+                            dedup_id: d.dedup_id,
                         },
-                    );
+                        Err(error) => Pending::Refused {
+                            route_ix: d.route_ix,
+                            dedup_id: d.dedup_id,
+                            error,
+                        },
+                    });
                 }
             }
         }
@@ -354,7 +394,7 @@ async fn settle(
                 route_ix,
                 dedup_id,
             } => {
-                let ok = match ack.await {
+                let ok = match ack.wait().await {
                     Ok(_) => {
                         m.outputs_acked.fetch_add(1, Relaxed);
                         if let Some(r) = m.route(route_ix) {

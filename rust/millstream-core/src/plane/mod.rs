@@ -325,12 +325,18 @@ impl Plane {
             .build(client.clone());
         let wire = match wire::target(&spec.url) {
             None => None,
-            Some(target) => wire::Wire::connect(target, &spec.client_name, metrics.clone())
-                .await
-                .map_err(|detail| PlaneError::Connect {
-                    url: spec.url.clone(),
-                    detail: format!("egress connection: {detail}"),
-                })?,
+            Some(target) => wire::Wire::connect(
+                target,
+                &spec.client_name,
+                client.new_inbox(),
+                spec.publish_window,
+                metrics.clone(),
+            )
+            .await
+            .map_err(|detail| PlaneError::Connect {
+                url: spec.url.clone(),
+                detail: format!("egress connection: {detail}"),
+            })?,
         };
 
         let mut pipeline = pipeline;

@@ -10,22 +10,31 @@
 //! writes the frames itself: one memcpy per output into a shared buffer, written by one task.
 //!
 //! Scope: plain `nats://[user:pass@ | token@]host:port` URLs. A URL with TLS, several servers,
-//! or a server that demands TLS, keeps every output on async-nats. At-least-once outputs and
-//! dead letters stay on async-nats's JetStream context, which matches PubAcks to publishes.
+//! or a server that demands TLS, keeps every output on async-nats. Dead letters stay on
+//! async-nats's JetStream context.
 //!
-//! Semantics match async-nats's `publish`: `Ok` means queued for the server. While the
-//! connection is down the buffer keeps filling (up to `MAX_BUFFERED`, then publishes fail and
-//! are counted) and is written after the reconnect, as async-nats's client buffer would be.
-//! A frame cut by a dropped connection is lost: these outputs are best effort by definition.
+//! Best effort (`publish`): `Ok` means queued for the server, as with async-nats's `publish`.
+//! While the connection is down the buffer keeps filling (up to `MAX_BUFFERED`, then
+//! publishes fail and are counted) and is written after the reconnect, as async-nats's client
+//! buffer would be. A frame cut by a dropped connection is lost: best effort allows it.
+//!
+//! At least once (`publish_acked`): the frame carries a reply subject under this
+//! connection's inbox (subscribed on every connect), and the returned `AckWait` resolves with
+//! the stream's PubAck, its error, "no responders" (no stream takes the subject), a timeout,
+//! or the loss of the connection: anything but a PubAck fails the output, and egress naks the
+//! input for redelivery; the output's `Nats-Msg-Id` makes a republish of something already
+//! stored a no-op. At most `publish_window` PubAcks are awaited at once, as with async-nats's
+//! `max_ack_inflight`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::metrics::Metrics;
 
@@ -35,6 +44,8 @@ const MAX_BUFFERED: usize = 64 << 20;
 /// Bytes handed to one `write_all`: large enough to amortise the syscall, small enough that
 /// the buffer is recycled quickly.
 const WRITE_CHUNK: usize = 256 << 10;
+/// How long an at-least-once output waits for its PubAck (async-nats's default too).
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum WireError {
@@ -96,6 +107,36 @@ struct Inner {
     pongs: AtomicU64,
     progress: Notify,
     max_payload: AtomicU64,
+    /// `_INBOX.<unique>`: PubAcks come back on `<inbox>.<token>`.
+    inbox: String,
+    next_token: AtomicU64,
+    acks: Mutex<hashbrown::HashMap<u64, oneshot::Sender<Result<(), String>>>>,
+    window: Arc<Semaphore>,
+}
+
+/// The PubAck an at-least-once output waits for; holds its place in the window.
+pub(crate) struct AckWait {
+    rx: oneshot::Receiver<Result<(), String>>,
+    token: u64,
+    inner: Arc<Inner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AckWait {
+    pub(crate) async fn wait(self) -> Result<(), String> {
+        match tokio::time::timeout(ACK_TIMEOUT, self.rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the egress connection dropped the PubAck".into()),
+            Err(_) => {
+                lock(&self.inner.acks).remove(&self.token);
+                Err(format!("no PubAck within {} s", ACK_TIMEOUT.as_secs()))
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A handle to the egress connection; cheap to clone.
@@ -111,6 +152,8 @@ impl Wire {
     pub(crate) async fn connect(
         target: Target,
         name: &str,
+        inbox: String,
+        publish_window: usize,
         metrics: Arc<Metrics>,
     ) -> Result<Option<Wire>, String> {
         let inner = Arc::new(Inner {
@@ -123,6 +166,10 @@ impl Wire {
             pongs: AtomicU64::new(0),
             progress: Notify::new(),
             max_payload: AtomicU64::new(1 << 20),
+            inbox,
+            next_token: AtomicU64::new(0),
+            acks: Mutex::new(hashbrown::HashMap::new()),
+            window: Arc::new(Semaphore::new(publish_window.max(1))),
         });
         let connect = format!("{name}-egress");
         let Some(conn) = handshake(&target, &connect, &inner).await? else {
@@ -148,6 +195,56 @@ impl Wire {
         headers: &[u8],
         payload: &[u8],
     ) -> Result<(), WireError> {
+        self.enqueue(subject, None, headers, payload)
+    }
+
+    /// Queue a JetStream publish (the subject must be a stream's); the `AckWait` resolves
+    /// with its PubAck. Waits while `publish_window` PubAcks are outstanding.
+    pub(crate) async fn publish_acked(
+        &self,
+        subject: &str,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<AckWait, WireError> {
+        let inner = &self.inner;
+        let permit = match inner.window.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // The window is full: the PubAcks that free it may belong to frames still
+                // queued in this batch, so send them before waiting.
+                self.send_queued();
+                inner
+                    .window
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| WireError::Backlog(0))?
+            }
+        };
+        let token = inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&inner.acks).insert(token, tx);
+        let mut num = itoa::Buffer::new();
+        let reply = [inner.inbox.as_str(), ".", num.format(token)].concat();
+        if let Err(e) = self.enqueue(subject, Some(&reply), headers, payload) {
+            lock(&inner.acks).remove(&token);
+            return Err(e);
+        }
+        Ok(AckWait {
+            rx,
+            token,
+            inner: inner.clone(),
+            _permit: permit,
+        })
+    }
+
+    fn enqueue(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> Result<(), WireError> {
         let inner = &*self.inner;
         let max = inner.max_payload.load(Ordering::Relaxed) as usize;
         let total = headers.len() + payload.len();
@@ -155,32 +252,34 @@ impl Wire {
             return Err(WireError::TooLarge { size: total, max });
         }
         let mut num = itoa::Buffer::new();
-        {
-            let mut q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if q.out.len() >= MAX_BUFFERED {
-                return Err(WireError::Backlog(q.out.len()));
-            }
-            let start = q.out.len();
-            let out = &mut q.out;
-            if headers.is_empty() {
-                out.extend_from_slice(b"PUB ");
-                out.extend_from_slice(subject.as_bytes());
-                out.extend_from_slice(b" ");
-            } else {
-                out.extend_from_slice(b"HPUB ");
-                out.extend_from_slice(subject.as_bytes());
-                out.extend_from_slice(b" ");
-                out.extend_from_slice(num.format(headers.len()).as_bytes());
-                out.extend_from_slice(b" ");
-            }
-            out.extend_from_slice(num.format(total).as_bytes());
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(headers);
-            out.extend_from_slice(payload);
-            out.extend_from_slice(b"\r\n");
-            let n = (q.out.len() - start) as u64;
-            q.queued += n;
+        let mut q = lock(&inner.queue);
+        if q.out.len() >= MAX_BUFFERED {
+            return Err(WireError::Backlog(q.out.len()));
         }
+        let start = q.out.len();
+        let out = &mut q.out;
+        out.extend_from_slice(if headers.is_empty() {
+            b"PUB "
+        } else {
+            b"HPUB "
+        });
+        out.extend_from_slice(subject.as_bytes());
+        out.extend_from_slice(b" ");
+        if let Some(r) = reply {
+            out.extend_from_slice(r.as_bytes());
+            out.extend_from_slice(b" ");
+        }
+        if !headers.is_empty() {
+            out.extend_from_slice(num.format(headers.len()).as_bytes());
+            out.extend_from_slice(b" ");
+        }
+        out.extend_from_slice(num.format(total).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(headers);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+        let n = (q.out.len() - start) as u64;
+        q.queued += n;
         Ok(())
     }
 
@@ -195,7 +294,7 @@ impl Wire {
         let inner = &*self.inner;
         let deadline = tokio::time::Instant::now() + timeout;
         let (target, pongs) = {
-            let mut q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = lock(&inner.queue);
             q.out.extend_from_slice(b"PING\r\n");
             q.queued += 6;
             (q.queued, inner.pongs.load(Ordering::Acquire))
@@ -220,6 +319,13 @@ impl Wire {
         loop {
             let why = serve(inner, &mut conn, &metrics).await;
             metrics.egress.connected.store(false, Ordering::Relaxed);
+            // Whatever was written may or may not be stored; its PubAck will not come. The
+            // outputs fail, their inputs are naked and redelivered, and `Nats-Msg-Id` drops
+            // a republish of what was stored.
+            let lost: Vec<_> = lock(&inner.acks).drain().map(|(_, tx)| tx).collect();
+            for tx in lost {
+                let _ = tx.send(Err(format!("egress connection lost: {why}")));
+            }
             metrics.egress.disconnects.fetch_add(1, Ordering::Relaxed);
             metrics.error(format!("egress connection to {} lost: {why}", target.host));
             let mut backoff = Duration::from_millis(50);
@@ -272,7 +378,7 @@ async fn handshake(
     let mut connect = serde_json::json!({
         "verbose": false, "pedantic": false, "lang": "rust", "name": name,
         "version": env!("CARGO_PKG_VERSION"), "protocol": 1, "headers": true,
-        "no_responders": false, "echo": false,
+        "no_responders": true, "echo": false,
     });
     if let Some((u, p)) = &target.user {
         connect["user"] = u.as_str().into();
@@ -281,7 +387,8 @@ async fn handshake(
     if let Some(t) = &target.token {
         connect["auth_token"] = t.as_str().into();
     }
-    conn.write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes())
+    let inbox = &inner.inbox;
+    conn.write_all(format!("CONNECT {connect}\r\nSUB {inbox}.* 1\r\nPING\r\n").as_bytes())
         .await
         .map_err(|e| format!("send CONNECT: {e}"))?;
     loop {
@@ -316,15 +423,21 @@ fn take_line(buf: &mut BytesMut) -> Option<String> {
     Some(line)
 }
 
-/// Write queued frames and read the server's PINGs, PONGs and errors until the connection
-/// fails; returns why.
+/// Write queued frames, and read PubAcks, PINGs, PONGs and errors, until the connection fails;
+/// returns why. Reading goes on while a write blocks, so PubAcks never back up in the server.
 async fn serve(inner: &Inner, conn: &mut TcpStream, metrics: &Metrics) -> String {
-    let (mut rd, mut wr) = conn.split();
-    let mut inbox = BytesMut::with_capacity(4096);
+    let (rd, wr) = conn.split();
+    tokio::select! {
+        why = write_loop(inner, wr) => why,
+        why = read_loop(inner, rd, metrics) => why,
+    }
+}
+
+async fn write_loop(inner: &Inner, mut wr: WriteHalf<'_>) -> String {
     let mut spare = BytesMut::with_capacity(WRITE_CHUNK);
     loop {
         let chunk = {
-            let mut q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = lock(&inner.queue);
             if q.out.is_empty() {
                 None
             } else {
@@ -333,49 +446,175 @@ async fn serve(inner: &Inner, conn: &mut TcpStream, metrics: &Metrics) -> String
                 Some(std::mem::take(&mut spare))
             }
         };
-        if let Some(mut chunk) = chunk {
-            let n = chunk.len() as u64;
-            if let Err(e) = wr.write_all(&chunk).await {
-                // Part of this chunk may be lost (best effort); count it as handled so a
-                // `flush` waits for the new connection's PONG, not for these bytes.
-                inner.written.fetch_add(n, Ordering::AcqRel);
-                return format!("write: {e}");
-            }
-            inner.written.fetch_add(n, Ordering::AcqRel);
-            inner.progress.notify_waiters();
-            chunk.clear();
-            if chunk.capacity() <= 4 * WRITE_CHUNK {
-                spare = chunk;
-            } else {
-                spare = BytesMut::with_capacity(WRITE_CHUNK);
-            }
+        let Some(mut chunk) = chunk else {
+            inner.wake.notified().await;
             continue;
+        };
+        let n = chunk.len() as u64;
+        if let Err(e) = wr.write_all(&chunk).await {
+            // Part of this chunk may be lost; count it as handled so a `flush` waits for the
+            // new connection's PONG, not for these bytes.
+            inner.written.fetch_add(n, Ordering::AcqRel);
+            return format!("write: {e}");
         }
-        tokio::select! {
-            () = inner.wake.notified() => {}
-            r = rd.read_buf(&mut inbox) => match r {
-                Ok(0) => return "the server closed the connection".into(),
-                Err(e) => return format!("read: {e}"),
-                Ok(_) => {
-                    while let Some(line) = take_line(&mut inbox) {
-                        if line == "PING" {
-                            let mut q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-                            q.out.extend_from_slice(b"PONG\r\n");
-                            q.queued += 6;
-                        } else if line == "PONG" {
-                            inner.pongs.fetch_add(1, Ordering::AcqRel);
-                            inner.progress.notify_waiters();
-                        } else if let Some(err) = line.strip_prefix("-ERR") {
-                            // A permissions violation names one subject and the connection
-                            // stays up; after any other error the server closes it, and the
-                            // read above ends this loop.
-                            metrics.error(format!("egress connection: server error:{err}"));
-                        }
-                    }
+        inner.written.fetch_add(n, Ordering::AcqRel);
+        inner.progress.notify_waiters();
+        chunk.clear();
+        spare = if chunk.capacity() <= 4 * WRITE_CHUNK {
+            chunk
+        } else {
+            BytesMut::with_capacity(WRITE_CHUNK)
+        };
+    }
+}
+
+async fn read_loop(inner: &Inner, mut rd: ReadHalf<'_>, metrics: &Metrics) -> String {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        loop {
+            match next_frame(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(Frame::Ping)) => {
+                    let mut q = lock(&inner.queue);
+                    q.out.extend_from_slice(b"PONG\r\n");
+                    q.queued += 6;
+                    drop(q);
+                    inner.wake.notify_one();
                 }
-            },
+                Ok(Some(Frame::Pong)) => {
+                    inner.pongs.fetch_add(1, Ordering::AcqRel);
+                    inner.progress.notify_waiters();
+                }
+                Ok(Some(Frame::Msg {
+                    subject,
+                    headers,
+                    payload,
+                })) => on_reply(inner, &subject, &headers, &payload),
+                // A permissions violation names one subject and the connection stays up;
+                // after any other error the server closes it, and the read below ends this.
+                Ok(Some(Frame::Err(e))) => metrics.error(format!("egress connection: {e}")),
+                Ok(Some(Frame::Other)) => {}
+                Err(e) => return format!("protocol: {e}"),
+            }
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => return "the server closed the connection".into(),
+            Err(e) => return format!("read: {e}"),
+            Ok(_) => {}
         }
     }
+}
+
+/// A message on the inbox: the PubAck (or error) for one at-least-once output.
+fn on_reply(inner: &Inner, subject: &str, headers: &[u8], payload: &[u8]) {
+    let Some(token) = subject
+        .strip_prefix(inner.inbox.as_str())
+        .and_then(|t| t.strip_prefix('.'))
+        .and_then(|t| t.parse::<u64>().ok())
+    else {
+        return;
+    };
+    // None: it timed out already, or belongs to a connection that was given up on.
+    let Some(tx) = lock(&inner.acks).remove(&token) else {
+        return;
+    };
+    let _ = tx.send(pub_ack(headers, payload));
+}
+
+/// What JetStream answered a publish: a PubAck (`{"stream":..,"seq":..}`), an error
+/// (`{"error":{"code":..,"description":..}}`), or a 503 status when no stream takes the subject.
+fn pub_ack(headers: &[u8], payload: &[u8]) -> Result<(), String> {
+    let status = headers
+        .split(|&b| b == b'\n')
+        .next()
+        .map(|l| String::from_utf8_lossy(l).trim().to_string())
+        .unwrap_or_default();
+    if status.starts_with("NATS/1.0 503") {
+        return Err("no stream found for this subject (no responders)".into());
+    }
+    if !status.is_empty() && status != "NATS/1.0" && payload.is_empty() {
+        return Err(format!("JetStream answered {status:?}"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("unreadable PubAck: {e}"))?;
+    if let Some(err) = v.get("error") {
+        return Err(format!(
+            "JetStream refused the publish: {}",
+            err.get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("unknown error")
+        ));
+    }
+    if v.get("stream").is_some() {
+        Ok(())
+    } else {
+        Err(format!("unexpected PubAck {v}"))
+    }
+}
+
+/// One server protocol frame.
+#[derive(Debug, PartialEq)]
+enum Frame {
+    Msg {
+        subject: String,
+        headers: Bytes,
+        payload: Bytes,
+    },
+    Ping,
+    Pong,
+    Err(String),
+    /// +OK, INFO: nothing to do.
+    Other,
+}
+
+/// Takes the next complete frame off the front of `buf`, or `None` until more bytes arrive.
+fn next_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
+    let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
+        return Ok(None);
+    };
+    let line = String::from_utf8_lossy(&buf[..eol]).into_owned();
+    let mut fields = line.split_ascii_whitespace();
+    let verb = fields.next().unwrap_or("").to_ascii_uppercase();
+    let args: Vec<&str> = fields.collect();
+    let number = |s: Option<&&str>| -> Result<usize, String> {
+        s.and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad control line {line:?}"))
+    };
+    // MSG <subject> <sid> [reply] <size>; HMSG <subject> <sid> [reply] <hdr size> <total>
+    let (header_len, total) = match verb.as_str() {
+        "MSG" => (0, number(args.last())?),
+        "HMSG" => {
+            let (h, t) = (number(args.iter().rev().nth(1))?, number(args.last())?);
+            if h > t {
+                return Err(format!("bad control line {line:?}"));
+            }
+            (h, t)
+        }
+        _ => {
+            buf.advance(eol + 2);
+            return Ok(Some(match verb.as_str() {
+                "PING" => Frame::Ping,
+                "PONG" => Frame::Pong,
+                "-ERR" => Frame::Err(line.trim_start_matches("-ERR").trim().to_string()),
+                _ => Frame::Other,
+            }));
+        }
+    };
+    let subject = args.first().map(|s| (*s).to_string()).unwrap_or_default();
+    let need = eol + 2 + total + 2;
+    if buf.len() < need {
+        buf.reserve(need - buf.len());
+        return Ok(None);
+    }
+    buf.advance(eol + 2);
+    let headers = buf.split_to(header_len).freeze();
+    let payload = buf.split_to(total - header_len).freeze();
+    buf.advance(2);
+    Ok(Some(Frame::Msg {
+        subject,
+        headers,
+        payload,
+    }))
 }
 
 #[cfg(test)]
@@ -407,6 +646,55 @@ mod tests {
         assert_eq!(target("tls://h:4222"), None);
         assert_eq!(target("nats://a:4222,nats://b:4222"), None);
         assert_eq!(target("ws://h:8080"), None);
+    }
+
+    #[test]
+    fn reads_pub_acks_errors_and_no_responders() {
+        let wire = b"MSG _INBOX.x.7 1 29\r\n{\"stream\":\"MFG_OUT\",\"seq\":12}\r\nPING\r\nHMSG _INBOX.x.8 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n";
+        let mut buf = BytesMut::from(&wire[..]);
+        let Some(Frame::Msg {
+            subject,
+            headers,
+            payload,
+        }) = next_frame(&mut buf).expect("frame")
+        else {
+            panic!("expected a message");
+        };
+        assert_eq!(subject, "_INBOX.x.7");
+        assert_eq!(pub_ack(&headers, &payload), Ok(()));
+        assert_eq!(next_frame(&mut buf).expect("frame"), Some(Frame::Ping));
+        let Some(Frame::Msg {
+            headers, payload, ..
+        }) = next_frame(&mut buf).expect("frame")
+        else {
+            panic!("expected a message");
+        };
+        assert!(pub_ack(&headers, &payload).is_err_and(|e| e.contains("no stream found")));
+        assert!(buf.is_empty());
+        let refused =
+            br#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#;
+        assert!(pub_ack(b"", refused).is_err_and(|e| e.contains("maximum messages exceeded")));
+    }
+
+    #[test]
+    fn waits_for_a_frame_split_across_reads() {
+        let wire = b"MSG _INBOX.a.1 1 12\r\nhello\r\nworld\r\nPONG\r\n";
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut got = Vec::new();
+            while let Some(f) = next_frame(&mut buf).expect("frame") {
+                got.push(f);
+            }
+            buf.extend_from_slice(&wire[cut..]);
+            while let Some(f) = next_frame(&mut buf).expect("frame") {
+                got.push(f);
+            }
+            assert_eq!(got.len(), 2, "cut at {cut}");
+            assert!(
+                matches!(&got[0], Frame::Msg { payload, .. } if &payload[..] == b"hello\r\nworld")
+            );
+            assert_eq!(got[1], Frame::Pong);
+        }
     }
 
     #[test]
