@@ -117,6 +117,9 @@ struct Inner {
 /// The PubAck an at-least-once output waits for; holds its place in the window.
 pub(crate) struct AckWait {
     rx: oneshot::Receiver<Result<(), String>>,
+    /// From the publish, not from the await: a batch's PubAcks are awaited one after another,
+    /// and a timeout counted from each await would add up.
+    deadline: tokio::time::Instant,
     token: u64,
     inner: Arc<Inner>,
     _permit: OwnedSemaphorePermit,
@@ -124,7 +127,7 @@ pub(crate) struct AckWait {
 
 impl AckWait {
     pub(crate) async fn wait(self) -> Result<(), String> {
-        match tokio::time::timeout(ACK_TIMEOUT, self.rx).await {
+        match tokio::time::timeout_at(self.deadline, self.rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err("the egress connection dropped the PubAck".into()),
             Err(_) => {
@@ -232,6 +235,7 @@ impl Wire {
         }
         Ok(AckWait {
             rx,
+            deadline: tokio::time::Instant::now() + ACK_TIMEOUT,
             token,
             inner: inner.clone(),
             _permit: permit,
