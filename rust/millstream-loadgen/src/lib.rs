@@ -411,7 +411,7 @@ async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<Bodies, Lo
     match sink {
         // The light reader (see `wire`) where the URL allows it: the sink shares the machine
         // with the router it measures.
-        Sink::Core { subject } if wire::plain_url(url).is_some() => {
+        Sink::Core { subject } if wire::serves(url) => {
             let batches = wire::subscribe(url, subject)
                 .await
                 .map_err(|e| err(&format!("subscribe to {subject}"), &e))?;

@@ -159,7 +159,7 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     client: async_nats::Client,
     js: jetstream::Context,
-    /// Best-effort outputs go here when the URL allows (see `wire`), else through `client`.
+    /// Outputs go here when the URL allows (see `wire`), else through `client` and `js`.
     wire: Option<wire::Wire>,
     /// Tasks awaiting PubAcks before they ack an input: drain waits for all of them.
     inflight: TaskTracker,

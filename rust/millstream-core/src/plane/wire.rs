@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
+use millstream_natswire::{connect_line, next_frame, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -55,42 +56,7 @@ pub(crate) enum WireError {
     Backlog(usize),
 }
 
-/// Where to connect, from a URL the plain-TCP publisher can serve.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Target {
-    pub host: String,
-    pub user: Option<(String, String)>,
-    pub token: Option<String>,
-}
-
-/// `None` for URLs this connection does not serve (async-nats then carries the outputs).
-pub(crate) fn target(url: &str) -> Option<Target> {
-    let rest = match url.split_once("://") {
-        Some(("nats", rest)) => rest,
-        Some(_) => return None,
-        None => url,
-    };
-    if rest.contains([',', '/', '?']) || rest.is_empty() {
-        return None;
-    }
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((auth, host)) => (Some(auth), host),
-        None => (None, rest),
-    };
-    let (user, token) = match auth {
-        None => (None, None),
-        Some(a) => match a.split_once(':') {
-            Some((u, p)) => (Some((u.to_string(), p.to_string())), None),
-            None => (None, Some(a.to_string())),
-        },
-    };
-    let host = if host.rsplit_once(':').is_some_and(|(_, p)| !p.is_empty()) {
-        host.to_string()
-    } else {
-        format!("{}:4222", host.trim_end_matches(':'))
-    };
-    Some(Target { host, user, token })
-}
+pub(crate) use millstream_natswire::{target, Target};
 
 struct Queue {
     out: BytesMut,
@@ -379,32 +345,18 @@ async fn handshake(
     if let Some(max) = info["max_payload"].as_u64() {
         inner.max_payload.store(max, Ordering::Relaxed);
     }
-    let mut connect = serde_json::json!({
-        "verbose": false, "pedantic": false, "lang": "rust", "name": name,
-        "version": env!("CARGO_PKG_VERSION"), "protocol": 1, "headers": true,
-        "no_responders": true, "echo": false,
-    });
-    if let Some((u, p)) = &target.user {
-        connect["user"] = u.as_str().into();
-        connect["pass"] = p.as_str().into();
-    }
-    if let Some(t) = &target.token {
-        connect["auth_token"] = t.as_str().into();
-    }
+    let connect = connect_line(target, name, true);
     let inbox = &inner.inbox;
-    conn.write_all(format!("CONNECT {connect}\r\nSUB {inbox}.* 1\r\nPING\r\n").as_bytes())
+    conn.write_all(format!("{connect}SUB {inbox}.* 1\r\nPING\r\n").as_bytes())
         .await
         .map_err(|e| format!("send CONNECT: {e}"))?;
     loop {
-        while let Some(line) = take_line(&mut buf) {
-            if line == "PONG" {
-                return Ok(Some(conn));
-            }
-            if let Some(err) = line.strip_prefix("-ERR") {
-                return Err(format!("server refused the connection:{err}"));
-            }
+        match next_frame(&mut buf)? {
+            Some(Frame::Pong) => return Ok(Some(conn)),
+            Some(Frame::Err(e)) => return Err(format!("server refused the connection: {e}")),
+            Some(_) => {}
+            None => read_some(&mut conn, &mut buf).await?,
         }
-        read_some(&mut conn, &mut buf).await?;
     }
 }
 
@@ -510,9 +462,10 @@ async fn read_loop(inner: &Inner, mut rd: ReadHalf<'_>, metrics: &Metrics) -> St
 }
 
 /// A message on the inbox: the PubAck (or error) for one at-least-once output.
-fn on_reply(inner: &Inner, subject: &str, headers: &[u8], payload: &[u8]) {
-    let Some(token) = subject
-        .strip_prefix(inner.inbox.as_str())
+fn on_reply(inner: &Inner, subject: &[u8], headers: &[u8], payload: &[u8]) {
+    let Some(token) = std::str::from_utf8(subject)
+        .ok()
+        .and_then(|s| s.strip_prefix(inner.inbox.as_str()))
         .and_then(|t| t.strip_prefix('.'))
         .and_then(|t| t.parse::<u64>().ok())
     else {
@@ -556,101 +509,9 @@ fn pub_ack(headers: &[u8], payload: &[u8]) -> Result<(), String> {
     }
 }
 
-/// One server protocol frame.
-#[derive(Debug, PartialEq)]
-enum Frame {
-    Msg {
-        subject: String,
-        headers: Bytes,
-        payload: Bytes,
-    },
-    Ping,
-    Pong,
-    Err(String),
-    /// +OK, INFO: nothing to do.
-    Other,
-}
-
-/// Takes the next complete frame off the front of `buf`, or `None` until more bytes arrive.
-fn next_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
-    let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
-        return Ok(None);
-    };
-    let line = String::from_utf8_lossy(&buf[..eol]).into_owned();
-    let mut fields = line.split_ascii_whitespace();
-    let verb = fields.next().unwrap_or("").to_ascii_uppercase();
-    let args: Vec<&str> = fields.collect();
-    let number = |s: Option<&&str>| -> Result<usize, String> {
-        s.and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad control line {line:?}"))
-    };
-    // MSG <subject> <sid> [reply] <size>; HMSG <subject> <sid> [reply] <hdr size> <total>
-    let (header_len, total) = match verb.as_str() {
-        "MSG" => (0, number(args.last())?),
-        "HMSG" => {
-            let (h, t) = (number(args.iter().rev().nth(1))?, number(args.last())?);
-            if h > t {
-                return Err(format!("bad control line {line:?}"));
-            }
-            (h, t)
-        }
-        _ => {
-            buf.advance(eol + 2);
-            return Ok(Some(match verb.as_str() {
-                "PING" => Frame::Ping,
-                "PONG" => Frame::Pong,
-                "-ERR" => Frame::Err(line.trim_start_matches("-ERR").trim().to_string()),
-                _ => Frame::Other,
-            }));
-        }
-    };
-    let subject = args.first().map(|s| (*s).to_string()).unwrap_or_default();
-    let need = eol + 2 + total + 2;
-    if buf.len() < need {
-        buf.reserve(need - buf.len());
-        return Ok(None);
-    }
-    buf.advance(eol + 2);
-    let headers = buf.split_to(header_len).freeze();
-    let payload = buf.split_to(total - header_len).freeze();
-    buf.advance(2);
-    Ok(Some(Frame::Msg {
-        subject,
-        headers,
-        payload,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serves_plain_urls_only() {
-        assert_eq!(
-            target("nats://127.0.0.1:4333"),
-            Some(Target {
-                host: "127.0.0.1:4333".into(),
-                user: None,
-                token: None
-            })
-        );
-        assert_eq!(
-            target("nats://u:p@h"),
-            Some(Target {
-                host: "h:4222".into(),
-                user: Some(("u".into(), "p".into())),
-                token: None
-            })
-        );
-        assert_eq!(
-            target("s3cr3t@localhost:4222").map(|t| t.token),
-            Some(Some("s3cr3t".into()))
-        );
-        assert_eq!(target("tls://h:4222"), None);
-        assert_eq!(target("nats://a:4222,nats://b:4222"), None);
-        assert_eq!(target("ws://h:8080"), None);
-    }
 
     #[test]
     fn reads_pub_acks_errors_and_no_responders() {
@@ -664,7 +525,7 @@ mod tests {
         else {
             panic!("expected a message");
         };
-        assert_eq!(subject, "_INBOX.x.7");
+        assert_eq!(&subject[..], b"_INBOX.x.7");
         assert_eq!(pub_ack(&headers, &payload), Ok(()));
         assert_eq!(next_frame(&mut buf).expect("frame"), Some(Frame::Ping));
         let Some(Frame::Msg {
@@ -678,27 +539,6 @@ mod tests {
         let refused =
             br#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#;
         assert!(pub_ack(b"", refused).is_err_and(|e| e.contains("maximum messages exceeded")));
-    }
-
-    #[test]
-    fn waits_for_a_frame_split_across_reads() {
-        let wire = b"MSG _INBOX.a.1 1 12\r\nhello\r\nworld\r\nPONG\r\n";
-        for cut in 0..wire.len() {
-            let mut buf = BytesMut::from(&wire[..cut]);
-            let mut got = Vec::new();
-            while let Some(f) = next_frame(&mut buf).expect("frame") {
-                got.push(f);
-            }
-            buf.extend_from_slice(&wire[cut..]);
-            while let Some(f) = next_frame(&mut buf).expect("frame") {
-                got.push(f);
-            }
-            assert_eq!(got.len(), 2, "cut at {cut}");
-            assert!(
-                matches!(&got[0], Frame::Msg { payload, .. } if &payload[..] == b"hello\r\nworld")
-            );
-            assert_eq!(got[1], Frame::Pong);
-        }
     }
 
     #[test]
