@@ -337,6 +337,9 @@ pub(crate) async fn settle_batch(shared: Arc<Shared>, batch: Vec<Waiting>) {
     for (msg, errors, source) in done {
         after(&shared, msg, errors, source).await;
     }
+    if let Some(w) = &shared.wire {
+        w.send_queued();
+    }
 }
 
 /// The pass-through relay (benchmark ceiling): same ingest, lanes and acks, no stages.
@@ -367,8 +370,8 @@ async fn finish(shared: &Shared, mut msg: Inbound) {
     if let Some(reply) = msg.reply.take() {
         reply.send();
     }
-    if let Some(acker) = &msg.acker {
-        if let Err(e) = acker.ack().await {
+    if let Some(ack_to) = &msg.ack_to {
+        if let Err(e) = respond(shared, ack_to, AckKind::Ack).await {
             // The ack is lost only if the connection is: JetStream redelivers after
             // ack_wait, and the output's message id makes the second publish a no-op.
             shared.metrics.error(format!("ack: {e}"));
@@ -377,6 +380,26 @@ async fn finish(shared: &Shared, mut msg: Inbound) {
         }
     }
     shared.metrics.lanes[ix(msg.lane)].observe(msg.received.elapsed());
+}
+
+/// Ack or nak a JetStream delivery: a publish to its reply subject. On the egress connection
+/// where there is one, queued with the batch's outputs and written with them in one write;
+/// through async-nats each ack is a message through the client's channel, its connection
+/// task and a write of its own. The reply subject is the server's, so it is not validated.
+async fn respond(
+    shared: &Shared,
+    ack_to: &async_nats::Subject,
+    kind: AckKind,
+) -> Result<(), String> {
+    let body: Bytes = kind.into();
+    match &shared.wire {
+        Some(w) => w.publish(ack_to, &[], &body).map_err(|e| e.to_string()),
+        None => shared
+            .client
+            .publish(ack_to.clone(), body)
+            .await
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// Await one event's PubAcks; returns what failed, and notes each dedup key's fate.
@@ -469,7 +492,7 @@ async fn after(shared: &Shared, mut msg: Inbound, errors: Vec<String>, source: O
         .as_ref()
         .is_none_or(|r| msg.delivered >= r.max_deliver);
     if !last_try {
-        if let (Some(acker), Some(retry)) = (&msg.acker, &msg.retry) {
+        if let (Some(ack_to), Some(retry)) = (&msg.ack_to, &msg.retry) {
             let i = usize::try_from(msg.delivered - 1).unwrap_or(0);
             let delay = retry
                 .backoff_ms
@@ -478,9 +501,12 @@ async fn after(shared: &Shared, mut msg: Inbound, errors: Vec<String>, source: O
                 .copied()
                 .unwrap_or(1000);
             m.naks.fetch_add(1, Relaxed);
-            let _ = acker
-                .ack_with(AckKind::Nak(Some(Duration::from_millis(delay))))
-                .await;
+            let _ = respond(
+                shared,
+                ack_to,
+                AckKind::Nak(Some(Duration::from_millis(delay))),
+            )
+            .await;
             return;
         }
     }
@@ -507,11 +533,9 @@ async fn after(shared: &Shared, mut msg: Inbound, errors: Vec<String>, source: O
             if let Some(reply) = msg.reply.take() {
                 reply.send();
             }
-            if let Some(acker) = &msg.acker {
+            if let Some(ack_to) = &msg.ack_to {
                 m.naks.fetch_add(1, Relaxed);
-                let _ = acker
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-                    .await;
+                let _ = respond(shared, ack_to, AckKind::Nak(Some(Duration::from_secs(5)))).await;
             }
         }
     }

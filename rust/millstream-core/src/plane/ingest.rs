@@ -149,7 +149,7 @@ async fn core_loop(
         let inbound = Inbound {
             subject: msg.subject,
             payload: msg.payload,
-            acker: None,
+            ack_to: None,
             delivered: 1,
             retry: None,
             lane,
@@ -209,12 +209,13 @@ async fn pull_loop(
                 .received
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let delivered = msg.info().map_or(1, |i| i.delivered);
-            let (msg, acker) = msg.split();
+            // The ack is a publish to the delivery's reply subject (see `egress::respond`).
+            let msg = msg.message;
             let (lane, _) = lanes.of(&msg.subject);
             let inbound = Inbound {
                 subject: msg.subject,
                 payload: msg.payload,
-                acker: Some(acker),
+                ack_to: msg.reply,
                 delivered,
                 retry: Some(retry.clone()),
                 lane,

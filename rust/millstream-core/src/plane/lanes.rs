@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::message::Acker;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -20,8 +19,9 @@ use crate::plan::Lane;
 pub(crate) struct Inbound {
     pub subject: async_nats::Subject,
     pub payload: Bytes,
-    /// JetStream inputs only: acked once every output of the event is acknowledged.
-    pub acker: Option<Acker>,
+    /// JetStream inputs only: the delivery's reply subject, where the ack (or nak) goes once
+    /// every output of the event is acknowledged.
+    pub ack_to: Option<async_nats::Subject>,
     pub delivered: i64,
     pub retry: Option<Arc<Retry>>,
     pub lane: Lane,
@@ -245,7 +245,7 @@ mod tests {
         Inbound {
             subject: format!("s.{n}").into(),
             payload: Bytes::new(),
-            acker: None,
+            ack_to: None,
             delivered: 1,
             retry: None,
             lane,

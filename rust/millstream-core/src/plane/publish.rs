@@ -214,7 +214,7 @@ pub(crate) async fn enqueue(
         let msg = Inbound {
             subject: e.subject.into(),
             payload: e.data,
-            acker: None,
+            ack_to: None,
             delivered: 1,
             retry: None,
             lane,
