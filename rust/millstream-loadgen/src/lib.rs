@@ -46,7 +46,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, push, AckPolicy, DeliverPolicy},
+};
 use async_nats::{Client, ConnectOptions, Subject};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -104,8 +107,11 @@ pub enum Publish {
 pub enum Sink {
     /// A core subscription, e.g. `mfg.telemetry.>` or `passthrough.>`.
     Core { subject: String },
-    /// An ordered (ephemeral, ack-less) JetStream consumer on the output stream, delivering
-    /// only messages stored after the run starts, so stored messages are what is counted.
+    /// An ephemeral, ack-less JetStream consumer on the output stream, delivering only
+    /// messages stored after the run starts (optionally only those matching `filter`), so
+    /// stored messages are what is counted. For a plain `nats://` URL it is a push consumer
+    /// with flow control read by the same light reader as [`Sink::Core`]; otherwise an
+    /// async-nats ordered consumer. The push consumer is deleted when the run ends.
     Stream {
         stream: String,
         filter: Option<String>,
@@ -325,7 +331,10 @@ async fn run_async(
     )
     .await?;
 
-    let messages = open_sink(&spec.url, &sink_client, &spec.sink).await?;
+    let OpenSink {
+        bodies: messages,
+        push_consumer,
+    } = open_sink(&spec.url, &sink_client, &spec.sink).await?;
     let publisher = match spec.publish {
         Publish::Core => Publisher::Core(gen_client.clone()),
         Publish::JetStream { window } => Publisher::JetStream(
@@ -379,6 +388,12 @@ async fn run_async(
     }
     let elapsed_s = start.elapsed().as_secs_f64();
     report_progress();
+    if let Some((stream, name)) = push_consumer {
+        // It would go away by itself (inactive_threshold) once the reader's connection
+        // closes; deleting it now stops deliveries nobody counts any more, and a server that
+        // runs several benchmarks in a row does not accumulate them. A failure changes no count.
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_consumer(&name)).await;
+    }
     let task = |e: tokio::task::JoinError| LoadError::Task(e.to_string());
     let outcome = generated.map_or(Err(LoadError::Task("no generator".into())), |r| {
         r.map_err(task)
@@ -405,9 +420,33 @@ async fn run_async(
 
 type Bodies = Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>;
 
+/// The sink's messages, and the JetStream push consumer to delete after the run, if any.
+struct OpenSink {
+    bodies: Bodies,
+    push_consumer: Option<(jetstream::stream::Stream, String)>,
+}
+
+/// The push consumer's idle heartbeat. Besides showing the consumer is alive, each
+/// heartbeat tick makes the server re-send a flow-control request still unanswered, so a
+/// lost answer delays delivery by at most this long instead of stalling it.
+const PUSH_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long the server keeps the ephemeral push consumer once nobody listens on its deliver
+/// subject (normally it is deleted at the end of the run).
+const PUSH_INACTIVE: Duration = Duration::from_secs(10);
+
 /// Subscribes (and makes sure the server has the subscription) before anything is sent.
-async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<Bodies, LoadError> {
+async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<OpenSink, LoadError> {
     let err = |what: &str, e: &dyn std::fmt::Display| LoadError::Sink(format!("{what}: {e}"));
+    let light = |batches: mpsc::UnboundedReceiver<Vec<Bytes>>| -> Bodies {
+        let batches = futures::stream::unfold(batches, |mut rx| async move {
+            rx.recv().await.map(|batch| (batch, rx))
+        });
+        Box::pin(batches.flat_map(futures::stream::iter))
+    };
+    let bodies = |bodies: Bodies| OpenSink {
+        bodies,
+        push_consumer: None,
+    };
     match sink {
         // The light reader (see `wire`) where the URL allows it: the sink shares the machine
         // with the router it measures.
@@ -415,10 +454,7 @@ async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<Bodies, Lo
             let batches = wire::subscribe(url, subject)
                 .await
                 .map_err(|e| err(&format!("subscribe to {subject}"), &e))?;
-            let batches = futures::stream::unfold(batches, |mut rx| async move {
-                rx.recv().await.map(|batch| (batch, rx))
-            });
-            Ok(Box::pin(batches.flat_map(futures::stream::iter)))
+            Ok(bodies(light(batches)))
         }
         Sink::Core { subject } => {
             let sub = client
@@ -426,7 +462,49 @@ async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<Bodies, Lo
                 .await
                 .map_err(|e| err(&format!("subscribe to {subject}"), &e))?;
             client.flush().await.map_err(|e| err("flush", &e))?;
-            Ok(Box::pin(sub.map(|m| m.payload)))
+            Ok(bodies(Box::pin(sub.map(|m| m.payload))))
+        }
+        // A push consumer rather than a pull consumer driven over the light connection: the
+        // server then sends on its own and the reader only has to answer flow control, where
+        // a pull consumer would need the reader to count each batch and request the next one
+        // in time. It is created over async-nats (a single request); its messages are read
+        // by the light reader, which subscribes to the deliver subject first: the consumer
+        // starts at the stream's end when it is created (DeliverPolicy::New) and pushes at
+        // once, so the subscription must already be in place. Ack-less, on one connection to
+        // one server, with flow control so the server never outruns the reader (it would
+        // otherwise cut it off as a slow consumer, losing messages): nothing is redelivered
+        // and nothing skipped, which is what the ordered consumer's gap checks guard against.
+        Sink::Stream { stream, filter } if wire::serves(url) => {
+            let stream_handle = jetstream::new(client.clone())
+                .get_stream(stream)
+                .await
+                .map_err(|e| err(&format!("stream {stream}"), &e))?;
+            let inbox = client.new_inbox();
+            let batches = wire::subscribe(url, &inbox)
+                .await
+                .map_err(|e| err(&format!("subscribe to {inbox}"), &e))?;
+            let consumer = stream_handle
+                .create_consumer(push::Config {
+                    deliver_subject: inbox,
+                    filter_subject: filter.clone().unwrap_or_default(),
+                    deliver_policy: DeliverPolicy::New,
+                    ack_policy: AckPolicy::None,
+                    max_deliver: 1,
+                    flow_control: true,
+                    idle_heartbeat: PUSH_HEARTBEAT,
+                    inactive_threshold: PUSH_INACTIVE,
+                    // As the ordered consumer: its state need not survive a server restart.
+                    memory_storage: true,
+                    num_replicas: 1,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| err(&format!("push consumer on {stream}"), &e))?;
+            let name = consumer.cached_info().name.clone();
+            Ok(OpenSink {
+                bodies: light(batches),
+                push_consumer: Some((stream_handle, name)),
+            })
         }
         Sink::Stream { stream, filter } => {
             let js = jetstream::new(client.clone());
@@ -448,9 +526,9 @@ async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<Bodies, Lo
                 .map_err(|e| err(&format!("ordered consumer on {stream}"), &e))?;
             // The ordered consumer recreates itself after a gap or missed heartbeats; the
             // errors it reports meanwhile are not messages, and loss shows in the counts.
-            Ok(Box::pin(messages.filter_map(|m| {
+            Ok(bodies(Box::pin(messages.filter_map(|m| {
                 futures::future::ready(m.ok().map(|m| m.message.payload))
-            })))
+            }))))
         }
     }
 }

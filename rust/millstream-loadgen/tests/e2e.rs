@@ -166,14 +166,12 @@ fn offers_the_asked_rate() {
     assert!(r.generator_lag_ms < 100.0, "lag {} ms", r.generator_lag_ms);
 }
 
-/// A router stand-in: every message on `load.hdr.in.>` comes out on `load.hdr.out.<rest>`
-/// with ten CloudEvents-style headers, so the sink reads HMSG frames from a real server.
-#[test]
-fn counts_messages_that_carry_headers() {
-    let _serial = serial();
-    let server = NatsServer::start();
-    let url = server.url();
-    let relay_url = url.clone();
+/// A router stand-in on its own thread: every message on `<from>.>` comes out on `<to>.<rest>`
+/// with eleven CloudEvents-style headers, as Millstream's outputs carry, so the sink reads
+/// HMSG frames from a real server. Returns once subscribed; the thread ends 3 s after the
+/// last message.
+fn header_relay(url: &str, from: &'static str, to: &'static str) -> std::thread::JoinHandle<()> {
+    let url = url.to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let relay = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -182,21 +180,34 @@ fn counts_messages_that_carry_headers() {
             .expect("runtime");
         rt.block_on(async {
             use futures::StreamExt;
-            let client = async_nats::connect(relay_url.as_str())
+            let client = async_nats::connect(url.as_str()).await.expect("connect");
+            let mut sub = client
+                .subscribe(format!("{from}.>"))
                 .await
-                .expect("connect");
-            let mut sub = client.subscribe("load.hdr.in.>").await.expect("subscribe");
+                .expect("subscribe");
             client.flush().await.expect("flush");
             ready_tx.send(()).expect("ready");
+            let mut n = 0u64;
             while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(3), sub.next()).await {
+                n += 1;
                 let mut h = async_nats::HeaderMap::new();
-                for i in 0..10 {
-                    h.insert(
-                        format!("Ce-Attr{i}").as_str(),
-                        format!("value-{i}-{}", m.subject).as_str(),
-                    );
+                let id = format!("01J9Z8K6Q4D3XG7T5V2N{n:06}");
+                for (name, value) in [
+                    ("ce-specversion", "1.0"),
+                    ("ce-id", id.as_str()),
+                    ("ce-source", "urn:millstream:plant-1:line-2"),
+                    ("ce-type", "com.example.mfg.telemetry.reading.v1"),
+                    ("ce-time", "2024-11-14T22:13:20.123Z"),
+                    ("ce-subject", m.subject.as_str()),
+                    ("ce-dataschema", "urn:millstream:schema:telemetry:v1"),
+                    ("ce-datacontenttype", "application/json"),
+                    ("ce-mfgroute", "telemetry_to_historian"),
+                    ("ce-mfgschemaversion", "1"),
+                    ("Nats-Msg-Id", id.as_str()),
+                ] {
+                    h.insert(name, value);
                 }
-                let out = m.subject.replacen("load.hdr.in.", "load.hdr.out.", 1);
+                let out = m.subject.replacen(from, to, 1);
                 client
                     .publish_with_headers(out, h, m.payload)
                     .await
@@ -206,6 +217,15 @@ fn counts_messages_that_carry_headers() {
         });
     });
     ready_rx.recv().expect("relay ready");
+    relay
+}
+
+#[test]
+fn counts_messages_that_carry_headers() {
+    let _serial = serial();
+    let server = NatsServer::start();
+    let url = server.url();
+    let relay = header_relay(&url, "load.hdr.in", "load.hdr.out");
     let mut s = spec(url, "load.hdr.in", 5_000.0, 1_000, 200);
     s.sink = Sink::Core {
         subject: "load.hdr.out.>".into(),
@@ -216,11 +236,83 @@ fn counts_messages_that_carry_headers() {
     assert_exactly_once(&r);
 }
 
+/// The JetStream sink on the light reader: the relay's outputs (~700 bytes each with their
+/// headers) are stored in a stream that also stores the relay's inputs and an older message,
+/// and the sink counts through a filtered push consumer. ~10 MB delivered is several
+/// flow-control rounds (the server asks after the first ~1 MB and stops at ~2 MB until
+/// answered), so an unanswered request shows as loss; a flow-control request or heartbeat
+/// counted as a body shows as unparsable; the inputs (same stamps) or the older message
+/// counted show as duplicates.
 #[test]
-fn jetstream_in_and_out_without_loss_or_duplicates() {
+fn jetstream_sink_counts_each_stored_message_with_headers_once() {
     let _serial = serial();
     let server = NatsServer::start();
     let url = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(url.as_str()).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "LOADJSH".into(),
+            subjects: vec!["load.jsh.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        js.publish("load.jsh.out.stale", r#"{"line":"L0_0"}"#.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    });
+    drop(rt);
+    let relay = header_relay(&url, "load.jsh.in", "load.jsh.out");
+    let mut s = spec(url, "load.jsh.in", 10_000.0, 1_500, 200);
+    s.sink = Sink::Stream {
+        stream: "LOADJSH".into(),
+        filter: Some("load.jsh.out.>".into()),
+    };
+    // The stored path lags the generator more than a core subscription does.
+    s.settle = Duration::from_secs(1);
+    let (r, _) = run_logged(&s);
+    relay.join().expect("relay");
+    assert_eq!(r.sent, 15_000);
+    assert_exactly_once(&r);
+    // The run deleted its consumer rather than leaving it to expire.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let consumers = rt.block_on(async {
+        let client = async_nats::connect(server.url().as_str())
+            .await
+            .expect("connect");
+        let mut stream = async_nats::jetstream::new(client)
+            .get_stream("LOADJSH")
+            .await
+            .expect("stream");
+        stream.info().await.expect("info").state.consumer_count
+    });
+    assert_eq!(consumers, 0);
+}
+
+/// Once on the light reader, once through the async-nats ordered consumer (a URL with a path,
+/// which the light reader does not take).
+#[test]
+fn jetstream_in_and_out_without_loss_or_duplicates() {
+    for fallback in [false, true] {
+        jetstream_in_and_out(fallback);
+    }
+}
+
+fn jetstream_in_and_out(fallback: bool) {
+    let _serial = serial();
+    let server = NatsServer::start();
+    let url = server.url();
+    let url = if fallback { format!("{url}/") } else { url };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -66,9 +66,11 @@ pub fn connect_line(target: &Target, name: &str, no_responders: bool) -> String 
 /// One server protocol frame.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
-    /// MSG or HMSG; `headers` is the whole header block (empty for MSG).
+    /// MSG or HMSG; `headers` is the whole header block (empty for MSG). `reply` is the
+    /// subject to answer on, if the message has one (a JetStream flow-control request does).
     Msg {
         subject: Bytes,
+        reply: Option<Bytes>,
         headers: Bytes,
         payload: Bytes,
     },
@@ -139,15 +141,23 @@ pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
         buf.reserve(need - buf.len());
         return Ok(None);
     }
-    let subject_at = fields[1].as_ptr() as usize - line.as_ptr() as usize;
-    let subject_len = fields[1].len();
+    let span = |f: &[u8]| {
+        let at = f.as_ptr() as usize - line.as_ptr() as usize;
+        at..at + f.len()
+    };
+    let subject_at = span(fields[1]);
+    // With a reply subject (always the fourth field) MSG has 5 fields and HMSG 6.
+    let has_reply = n == 5 + usize::from(verb.eq_ignore_ascii_case(b"HMSG"));
+    let reply_at = has_reply.then(|| span(fields[3]));
     let control = buf.split_to(eol + 2).freeze();
-    let subject = control.slice(subject_at..subject_at + subject_len);
+    let subject = control.slice(subject_at);
+    let reply = reply_at.map(|r| control.slice(r));
     let headers = buf.split_to(header_len).freeze();
     let payload = buf.split_to(total - header_len).freeze();
     buf.advance(2);
     Ok(Some(Frame::Msg {
         subject,
+        reply,
         headers,
         payload,
     }))
@@ -167,9 +177,10 @@ mod tests {
         out
     }
 
-    fn msg(subject: &str, headers: &str, payload: &str) -> Frame {
+    fn msg(subject: &str, reply: Option<&str>, headers: &str, payload: &str) -> Frame {
         Frame::Msg {
             subject: Bytes::copy_from_slice(subject.as_bytes()),
+            reply: reply.map(|r| Bytes::copy_from_slice(r.as_bytes())),
             headers: Bytes::copy_from_slice(headers.as_bytes()),
             payload: Bytes::copy_from_slice(payload.as_bytes()),
         }
@@ -189,10 +200,10 @@ mod tests {
             frames(wire.as_bytes()),
             vec![
                 Frame::Other,
-                msg("a.b", "", "hello"),
+                msg("a.b", None, "", "hello"),
                 Frame::Ping,
                 Frame::Pong,
-                msg("c.d", headers, body),
+                msg("c.d", Some("_INBOX.x.7"), headers, body),
                 Frame::Err("'Authorization Violation'".into()),
             ]
         );
@@ -215,13 +226,39 @@ mod tests {
             assert_eq!(
                 got,
                 vec![
-                    msg("a", "", "hello\r\nworld"),
-                    msg("b", "NATS/1.0 503\r\n\r\n", ""),
+                    msg("a", None, "", "hello\r\nworld"),
+                    msg("b", Some("r"), "NATS/1.0 503\r\n\r\n", ""),
                     Frame::Pong
                 ],
                 "cut at {cut}"
             );
         }
+    }
+
+    /// A JetStream push consumer's flow-control request must be answered on its reply subject;
+    /// its heartbeat, and MSG/HMSG without a reply, have none.
+    #[test]
+    fn reads_reply_subjects() {
+        let fc = "NATS/1.0 100 FlowControl Request\r\n\r\n";
+        let hb = "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 3\r\n\r\n";
+        let wire = format!(
+            "MSG a 1 r.1 2\r\nhi\r\nMSG a 1 2\r\nhi\r\n\
+             HMSG _INBOX.d 9 $JS.FC.S.C.ab1z {} {}\r\n{fc}\r\n\
+             HMSG _INBOX.d 9 {} {}\r\n{hb}\r\n",
+            fc.len(),
+            fc.len(),
+            hb.len(),
+            hb.len()
+        );
+        assert_eq!(
+            frames(wire.as_bytes()),
+            vec![
+                msg("a", Some("r.1"), "", "hi"),
+                msg("a", None, "", "hi"),
+                msg("_INBOX.d", Some("$JS.FC.S.C.ab1z"), fc, ""),
+                msg("_INBOX.d", None, hb, ""),
+            ]
+        );
     }
 
     #[test]

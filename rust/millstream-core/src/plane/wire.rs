@@ -445,6 +445,7 @@ async fn read_loop(inner: &Inner, mut rd: ReadHalf<'_>, metrics: &Metrics) -> St
                     subject,
                     headers,
                     payload,
+                    ..
                 })) => on_reply(inner, &subject, &headers, &payload),
                 // A permissions violation names one subject and the connection stays up;
                 // after any other error the server closes it, and the read below ends this.
@@ -521,6 +522,7 @@ mod tests {
             subject,
             headers,
             payload,
+            ..
         }) = next_frame(&mut buf).expect("frame")
         else {
             panic!("expected a message");
