@@ -24,7 +24,8 @@ straight from the parsed `write_date` instead of re-parsing the RFC 3339 text.
 
 Known differences, none of which the benchmark mix or the sample cases reach: dedup windows
 are compared in milliseconds (the core rounds to 10 ms ticks); at capacity the dedup and stale
-maps evict their oldest-inserted tenth (the core: the least recently seen tenth); Odoo
+maps evict their oldest-inserted tenth (the core's dedup: the single oldest key; its stale
+guard: the least recently seen tenth); Odoo
 datetimes are parsed strictly as `YYYY-MM-DD HH:MM:SS[.f]` or `YYYY-MM-DD` (other spellings
 may be judged differently); floats of 1e16 and more print as `1e16` (serde_json: `1e+16`); an event
 with several bad fields is reported for the first in config order (the core: in name order)."""

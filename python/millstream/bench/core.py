@@ -163,8 +163,8 @@ def dedup_at_capacity(
     config: Config, *, capacity: int = 250_000, events: int = 300_000
 ) -> dict[str, float]:
     """Fill the telemetry route's dedup cache past `capacity` with distinct samples and report
-    the worst bytes per key seen once it is full (eviction drops a tenth, so the cache
-    oscillates between 90% and 100% of capacity while its allocation stays the same)."""
+    the worst bytes per key seen once it is full (one key leaves for each new one, so the
+    cache stays at its capacity)."""
     from millstream.bench.gen import arrival_ms, unique_telemetry
     from millstream.router import Router
 

@@ -1,14 +1,19 @@
 //! Dedup stage: "was this key seen within the window?" in bounded memory.
 //!
 //! Each remembered key is a 128-bit xxh3 hash of the rendered key (decision 6), stored with a
-//! 32-bit timestamp in 10 ms ticks: 20 bytes a slot in one hashbrown table, so a key costs
-//! 24-48 bytes depending on the table's load (`memory_bytes` reports the real allocation).
-//! Expired keys are swept in bulk; at capacity the oldest tenth is evicted.
+//! 32-bit timestamp in 10 ms ticks: 20 bytes a slot in one hashbrown table, plus a 12-byte
+//! entry in a queue of arrivals, so a key costs 32-60 bytes depending on the table's load
+//! (`memory_bytes` reports the real allocation). Keys leave from the front of the queue, one
+//! at a time: when their window has passed, or, at capacity, the oldest for each new one.
 
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::HashMap;
 use xxhash_rust::xxh3::xxh3_128;
+
+mod slots;
+use slots::Slots;
 
 /// A 128-bit key hash. Bytes rather than `u128` so the slot packs into 20 bytes (u128 would
 /// force 16-byte alignment and a 32-byte slot).
@@ -68,6 +73,9 @@ const TICK_MS: u64 = 10;
 /// are the time, enough for 248 days of 10 ms ticks.
 const PENDING: u32 = 1 << 31;
 const TICKS: u32 = PENDING - 1;
+/// Where the clock stops: one below `TICKS`, so a stored tick with its flag never equals the
+/// dedup table's free-slot marker (`slots::EMPTY`).
+const MAX_TICK: u32 = TICKS - 1;
 
 /// Time in 10 ms ticks since the cache's epoch (its first use), saturating.
 #[derive(Clone, Copy, Debug)]
@@ -82,7 +90,7 @@ impl Clock {
     pub(crate) fn ticks(&mut self, now_ms: u64) -> u32 {
         let epoch = *self.epoch_ms.get_or_insert(now_ms);
         let t = now_ms.saturating_sub(epoch) / TICK_MS;
-        u32::try_from(t).unwrap_or(TICKS).min(TICKS)
+        u32::try_from(t).unwrap_or(MAX_TICK).min(MAX_TICK)
     }
 }
 
@@ -119,10 +127,28 @@ pub(crate) fn evict_oldest<V>(table: &mut HashTable<V>, ts_of: impl Fn(&V) -> u3
 pub struct DedupCache {
     window_ticks: u32,
     capacity: usize,
-    table: HashTable<u32>,
+    table: Slots,
+    /// The keys in the order they were remembered, oldest first. Expiry and eviction take
+    /// keys off its front one at a time. They used to be passes over the whole table (a
+    /// sweep once per window, and at capacity three passes to drop the oldest tenth), which
+    /// held the pipeline for 25-33 ms at two million keys: a pause every 200,000 new keys.
+    arrivals: VecDeque<Arrival>,
     clock: Clock,
-    last_sweep: u32,
     journal: Journal<(KeyHash, u32)>,
+}
+
+/// How many evictions ahead the leaving key's slot is prefetched: enough for the load to
+/// land before it is needed (each eviction is a few hundred ns apart in a batch).
+const PREFETCH_AHEAD: usize = 8;
+
+/// A key's place in `arrivals`: the low half of its hash, which is all the table hashes on,
+/// and the tick it was remembered at, so an entry whose key has since been forgotten or
+/// remembered again is recognised as stale. 12 bytes rather than the whole 20-byte key and
+/// value: with the table's 20 bytes at most 70% full, a key costs at most 41 bytes.
+#[derive(Clone, Copy)]
+struct Arrival {
+    lo: [u8; 8],
+    tick: u32,
 }
 
 /// Entries committed since the last snapshot, so a snapshot can write only what changed
@@ -173,9 +199,9 @@ impl DedupCache {
         DedupCache {
             window_ticks: window_ticks.max(1),
             capacity: capacity.max(1),
-            table: HashTable::with_hasher(PassThrough),
+            table: Slots::new(capacity.max(1)),
+            arrivals: VecDeque::new(),
             clock: Clock::new(),
-            last_sweep: 0,
             journal: Journal::new(),
         }
     }
@@ -206,7 +232,7 @@ impl DedupCache {
     pub fn is_duplicate(&mut self, key: KeyHash, now_ms: u64) -> bool {
         let now = self.clock.ticks(now_ms);
         match self.table.get(&key) {
-            Some(&seen) => !self.expired(seen, now),
+            Some(seen) => !self.expired(seen, now),
             None => false,
         }
     }
@@ -238,50 +264,91 @@ impl DedupCache {
     /// table: at a full two-million-key table each probe is a cache miss, and the separate
     /// calls made up to three. Returns false for a duplicate.
     pub fn admit(&mut self, key: KeyHash, now_ms: u64, reserve: bool) -> bool {
-        let now = self.sweep(now_ms);
+        let now = self.clock.ticks(now_ms);
+        self.expire(now);
         let flag = if reserve { PENDING } else { 0 };
-        let window = self.window_ticks;
-        let full = self.table.len() >= self.capacity;
-        match self.table.entry(key) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => {
-                if now.saturating_sub(*e.get() & TICKS) < window {
-                    return false;
-                }
-                e.insert(now | flag);
-            }
-            hashbrown::hash_map::Entry::Vacant(v) if !full => {
-                v.insert(now | flag);
-            }
-            hashbrown::hash_map::Entry::Vacant(_) => {
-                evict_oldest(&mut self.table, |&t| t & TICKS);
+        match self.table.get_mut(&key) {
+            Some(seen) if now.saturating_sub(*seen & TICKS) < self.window_ticks => return false,
+            // Still here once its window has passed only if the clock went back.
+            Some(seen) => *seen = now | flag,
+            None => {
+                self.make_room();
                 self.table.insert(key, now | flag);
             }
         }
+        self.arrived(key, now);
         if !reserve {
             self.journal.push((key, now), self.capacity);
         }
         true
     }
 
-    /// Drop expired keys once per window; returns `now` in ticks.
-    fn sweep(&mut self, now_ms: u64) -> u32 {
-        let now = self.clock.ticks(now_ms);
-        if now.saturating_sub(self.last_sweep) >= self.window_ticks {
-            self.last_sweep = now;
-            let window = self.window_ticks;
-            self.table
-                .retain(|_, seen| now.saturating_sub(*seen & TICKS) < window);
+    /// Forget the keys whose window has passed, oldest first.
+    fn expire(&mut self, now: u32) {
+        while let Some(a) = self.arrivals.front() {
+            if now.saturating_sub(a.tick) < self.window_ticks {
+                break;
+            }
+            self.leave();
         }
-        now
+    }
+
+    /// At capacity, the oldest key leaves, so that one more fits.
+    fn make_room(&mut self) {
+        while self.arrivals.len() >= self.capacity {
+            self.leave();
+        }
+    }
+
+    /// Queue `key`, remembered at `now`.
+    fn arrived(&mut self, key: KeyHash, now: u32) {
+        // At most one arrival per key is current, so the queue holds at most `capacity`
+        // once stale ones are dropped; `make_room` ran before the key went in.
+        self.make_room();
+        if self.arrivals.len() == self.arrivals.capacity() {
+            // Doubling, but never past the capacity: at capacity the queue's allocation is
+            // exactly what it holds.
+            let len = self.arrivals.len();
+            self.arrivals
+                .reserve_exact(len.clamp(1, self.capacity.saturating_sub(len).max(1)));
+        }
+        let mut lo = [0u8; 8];
+        lo.copy_from_slice(&key.0[..8]);
+        self.arrivals.push_back(Arrival { lo, tick: now });
+    }
+
+    /// Take the oldest arrival off the queue and forget its key, unless the key has been
+    /// forgotten or remembered again since (then the entry is stale and only dropped).
+    fn leave(&mut self) {
+        if let Some(a) = self.arrivals.pop_front() {
+            self.table.remove_by_lo(a.lo, |seen| seen & TICKS == a.tick);
+        }
+        if let Some(soon) = self.arrivals.get(PREFETCH_AHEAD) {
+            self.table.prefetch(soon.lo);
+        }
     }
 
     fn insert(&mut self, key: KeyHash, now_ms: u64, flag: u32) -> u32 {
-        let now = self.sweep(now_ms);
-        if self.table.len() >= self.capacity && !self.table.contains_key(&key) {
-            evict_oldest(&mut self.table, |&t| t & TICKS);
-        }
-        self.table.insert(key, now | flag);
+        let now = self.clock.ticks(now_ms);
+        self.expire(now);
+        self.insert_at(key, now, flag);
         now
+    }
+
+    fn insert_at(&mut self, key: KeyHash, tick: u32, flag: u32) {
+        match self.table.get_mut(&key) {
+            // Remembered again within the same tick: its arrival is queued already.
+            Some(seen) if *seen & TICKS == tick => *seen = tick | flag,
+            Some(seen) => {
+                *seen = tick | flag;
+                self.arrived(key, tick);
+            }
+            None => {
+                self.make_room();
+                self.table.insert(key, tick | flag);
+                self.arrived(key, tick);
+            }
+        }
     }
 
     /// Forget `key`, e.g. when its output failed.
@@ -297,32 +364,32 @@ impl DedupCache {
         };
         self.table
             .iter()
-            .filter(|(_, &seen)| seen & PENDING == 0)
-            .map(|(k, &seen)| (*k, epoch + u64::from(seen) * TICK_MS))
+            .filter(|&(_, seen)| seen & PENDING == 0)
+            .map(|(k, seen)| (k, epoch + u64::from(seen) * TICK_MS))
             .collect()
     }
 
-    /// Load keys from a snapshot; ones already outside the window at `now_ms` are skipped.
-    /// Each keeps its original time, so its window ends when it would have without a restart.
+    /// Load keys from a snapshot; ones already outside the window at `now_ms` are skipped,
+    /// and beyond the capacity the newest are kept. Each keeps its original time, so its
+    /// window ends when it would have without a restart.
     pub fn import(&mut self, keys: &[(KeyHash, u64)], now_ms: u64) -> usize {
         let window_ms = u64::from(self.window_ticks) * TICK_MS;
-        let live = || {
-            keys.iter()
-                .filter(move |(_, seen)| *seen <= now_ms && seen + window_ms > now_ms)
-        };
+        let mut live: Vec<(KeyHash, u64)> = keys
+            .iter()
+            .filter(|(_, seen)| *seen <= now_ms && seen + window_ms > now_ms)
+            .copied()
+            .collect();
+        // Queued in the order they were seen, so they also leave in that order.
+        live.sort_by_key(|&(_, seen)| seen);
+        let live = &live[live.len().saturating_sub(self.capacity)..];
         if self.clock.epoch_ms.is_none() {
-            self.clock.epoch_ms = live().map(|(_, seen)| *seen).min();
+            self.clock.epoch_ms = live.first().map(|&(_, seen)| seen);
         }
-        let mut loaded = 0;
-        for &(key, seen_ms) in live() {
-            if self.table.len() >= self.capacity {
-                break;
-            }
+        for &(key, seen_ms) in live {
             let t = self.clock.ticks(seen_ms);
-            self.table.insert(key, t);
-            loaded += 1;
+            self.insert_at(key, t, 0);
         }
-        loaded
+        live.len()
     }
 
     pub fn len(&self) -> usize {
@@ -330,12 +397,12 @@ impl DedupCache {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len() == 0
     }
 
-    /// Bytes the cache has allocated for remembered keys.
+    /// Bytes the cache has allocated for remembered keys: the table and the arrival queue.
     pub fn memory_bytes(&self) -> usize {
-        self.table.allocation_size()
+        self.table.allocation_size() + self.arrivals.capacity() * std::mem::size_of::<Arrival>()
     }
 }
 
@@ -409,17 +476,93 @@ mod tests {
 
     #[test]
     fn at_most_64_bytes_per_key_at_capacity() {
-        for cap in [1_000usize, 7_000, 100_000, 917_505] {
+        // Full, then turned over twice (a key leaves for each new one). 1,500 and 7,000 are
+        // where a SwissTable under that churn doubled its memory; 65,537 and 917,505 are just
+        // past a power of two.
+        for cap in [100usize, 1_500, 7_000, 65_537, 917_505] {
             let mut c = DedupCache::new(3_600_000, cap);
-            for i in 0..cap as u64 {
-                c.remember(KeyHash::of(&i.to_string()), 0);
+            let turns = if cap > 100_000 { 1 } else { 3 };
+            for i in 0..(cap * turns) as u64 {
+                c.remember(KeyHash::of(&i.to_string()), i / 100);
             }
+            assert_eq!(c.len(), cap);
             let per_key = c.memory_bytes() as f64 / c.len() as f64;
             assert!(
                 per_key <= 64.0,
                 "capacity {cap}: {per_key:.1} bytes per key"
             );
         }
+    }
+
+    #[test]
+    fn at_capacity_exactly_the_oldest_key_leaves() {
+        let mut c = DedupCache::new(3_600_000, 20);
+        let k = |i: u64| KeyHash::of(&format!("k{i}"));
+        for i in 0..20 {
+            assert!(c.admit(k(i), 1_000 + i * 10, false));
+        }
+        assert!(c.admit(k(20), 1_200, false));
+        // one key made room, not a tenth of the table
+        assert_eq!(c.len(), 20);
+        assert!(!c.is_duplicate(k(0), 1_210), "the oldest left");
+        for i in 1..21 {
+            assert!(c.is_duplicate(k(i), 1_210), "k{i} stays");
+        }
+    }
+
+    #[test]
+    fn a_key_forgotten_and_remembered_again_keeps_its_new_place() {
+        let mut c = DedupCache::new(3_600_000, 3);
+        let (a, b, x, y) = (
+            KeyHash::of("a"),
+            KeyHash::of("b"),
+            KeyHash::of("x"),
+            KeyHash::of("y"),
+        );
+        c.reserve(a, 1_000);
+        c.forget(a); // its output failed
+        c.remember(b, 1_010);
+        c.reserve(a, 1_020); // the redelivery
+        c.remember(x, 1_030);
+        // a's first arrival is stale: taking it off the queue must not forget the
+        // redelivered a; b is the oldest key now
+        c.remember(y, 1_040);
+        assert!(c.is_duplicate(a, 1_050));
+        assert!(!c.is_duplicate(b, 1_050));
+        assert!(c.is_duplicate(x, 1_050) && c.is_duplicate(y, 1_050));
+    }
+
+    #[test]
+    fn expired_keys_leave_without_a_sweep() {
+        let mut c = DedupCache::new(1_000, 100);
+        for i in 0..50u64 {
+            c.remember(KeyHash::of(&i.to_string()), 10_000 + i);
+        }
+        assert_eq!(c.len(), 50);
+        // the next key, 1.02 s later: all 50 are past their window
+        assert!(c.admit(KeyHash::of("late"), 11_060, false));
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn import_keeps_the_newest_when_over_capacity() {
+        let mut c = DedupCache::new(60_000, 3);
+        let keys: Vec<(KeyHash, u64)> = (0..5u64)
+            .rev()
+            .map(|i| (KeyHash::of(&i.to_string()), 1_000_000 + i * 1_000))
+            .collect();
+        assert_eq!(c.import(&keys, 1_010_000), 3);
+        for i in 0..5u64 {
+            assert_eq!(
+                c.is_duplicate(KeyHash::of(&i.to_string()), 1_010_000),
+                i >= 2,
+                "key {i}"
+            );
+        }
+        // and they leave oldest first
+        c.remember(KeyHash::of("new"), 1_010_000);
+        assert!(!c.is_duplicate(KeyHash::of("2"), 1_010_000));
+        assert!(c.is_duplicate(KeyHash::of("3"), 1_010_000));
     }
 
     #[test]
