@@ -1,9 +1,9 @@
 //! Dedup stage: "was this key seen within the window?" in bounded memory.
 //!
 //! Each remembered key is a 128-bit xxh3 hash of the rendered key (decision 6), stored with a
-//! 32-bit timestamp in 10 ms ticks: 20 bytes a slot in one hashbrown table, plus a 12-byte
-//! entry in a queue of arrivals, so a key costs 32-60 bytes depending on the table's load
-//! (`memory_bytes` reports the real allocation). Keys leave from the front of the queue, one
+//! 32-bit timestamp in 10 ms ticks: a 20-byte slot in the cache's own table (`slots`, at most
+//! 70% full), plus a 12-byte entry in a queue of arrivals: 40.6 bytes a key when the cache is
+//! full, up to about 61 while it fills (`memory_bytes` reports the real allocation). Keys leave from the front of the queue, one
 //! at a time: when their window has passed, or, at capacity, the oldest for each new one.
 
 use std::collections::VecDeque;
@@ -131,7 +131,7 @@ pub struct DedupCache {
     /// The keys in the order they were remembered, oldest first. Expiry and eviction take
     /// keys off its front one at a time. They used to be passes over the whole table (a
     /// sweep once per window, and at capacity three passes to drop the oldest tenth), which
-    /// held the pipeline for 25-33 ms at two million keys: a pause every 200,000 new keys.
+    /// held the pipeline for 25-37 ms at two million keys: a pause every 200,000 new keys.
     arrivals: VecDeque<Arrival>,
     clock: Clock,
     journal: Journal<(KeyHash, u32)>,
@@ -144,7 +144,7 @@ const PREFETCH_AHEAD: usize = 8;
 /// A key's place in `arrivals`: the low half of its hash, which is all the table hashes on,
 /// and the tick it was remembered at, so an entry whose key has since been forgotten or
 /// remembered again is recognised as stale. 12 bytes rather than the whole 20-byte key and
-/// value: with the table's 20 bytes at most 70% full, a key costs at most 41 bytes.
+/// value: with the table's 20 bytes at most 70% full, a full cache costs 40.6 bytes a key.
 #[derive(Clone, Copy)]
 struct Arrival {
     lo: [u8; 8],
