@@ -3,8 +3,9 @@
 //! Each remembered key is a 128-bit xxh3 hash of the rendered key (decision 6), stored with a
 //! 32-bit timestamp in 10 ms ticks: a 20-byte slot in the cache's own table (`slots`, at most
 //! 70% full), plus a 12-byte entry in a queue of arrivals: 40.6 bytes a key when the cache is
-//! full, up to about 61 while it fills (`memory_bytes` reports the real allocation). Keys leave from the front of the queue, one
-//! at a time: when their window has passed, or, at capacity, the oldest for each new one.
+//! full, up to about 61 while it fills (`memory_bytes` reports the real allocation). Keys
+//! leave from the front of the queue, one at a time: when their window has passed, or, at
+//! capacity, the oldest for each new one.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -267,16 +268,9 @@ impl DedupCache {
         let now = self.clock.ticks(now_ms);
         self.expire(now);
         let flag = if reserve { PENDING } else { 0 };
-        match self.table.get_mut(&key) {
-            Some(seen) if now.saturating_sub(*seen & TICKS) < self.window_ticks => return false,
-            // Still here once its window has passed only if the clock went back.
-            Some(seen) => *seen = now | flag,
-            None => {
-                self.make_room();
-                self.table.insert(key, now | flag);
-            }
+        if !self.place(key, now, flag, self.window_ticks) {
+            return false;
         }
-        self.arrived(key, now);
         if !reserve {
             self.journal.push((key, now), self.capacity);
         }
@@ -337,19 +331,30 @@ impl DedupCache {
     }
 
     fn insert_at(&mut self, key: KeyHash, tick: u32, flag: u32) {
+        self.place(key, tick, flag, 0);
+    }
+
+    /// Remember `key` at `tick` with `flag` and queue its arrival, in one probe of the table.
+    /// A key already remembered less than `unless_within` ticks before is left as it is and
+    /// false returned: a duplicate (`admit`).
+    fn place(&mut self, key: KeyHash, tick: u32, flag: u32, unless_within: u32) -> bool {
         match self.table.get_mut(&key) {
+            Some(seen) if tick.saturating_sub(*seen & TICKS) < unless_within => return false,
             // Remembered again within the same tick: its arrival is queued already.
-            Some(seen) if *seen & TICKS == tick => *seen = tick | flag,
-            Some(seen) => {
+            Some(seen) if *seen & TICKS == tick => {
                 *seen = tick | flag;
-                self.arrived(key, tick);
+                return true;
             }
+            // Remembered again later (for `admit`: its window has passed, or the clock went
+            // back): a new arrival; the old one is now stale.
+            Some(seen) => *seen = tick | flag,
             None => {
                 self.make_room();
                 self.table.insert(key, tick | flag);
-                self.arrived(key, tick);
             }
         }
+        self.arrived(key, tick);
+        true
     }
 
     /// Forget `key`, e.g. when its output failed.

@@ -169,11 +169,7 @@ fn header_relay(url: &str, from: &'static str, to: &'static str) -> std::thread:
     let url = url.to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let relay = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
+        runtime().block_on(async {
             use futures::StreamExt;
             let client = async_nats::connect(url.as_str()).await.expect("connect");
             let mut sub = client
@@ -243,27 +239,7 @@ fn jetstream_sink_counts_each_stored_message_with_headers_once() {
     let _serial = serial();
     let server = NatsServer::start();
     let url = server.url();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let client = async_nats::connect(url.as_str()).await.expect("connect");
-        let js = async_nats::jetstream::new(client);
-        js.create_stream(async_nats::jetstream::stream::Config {
-            name: "LOADJSH".into(),
-            subjects: vec!["load.jsh.>".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("create stream");
-        js.publish("load.jsh.out.stale", r#"{"line":"L0_0"}"#.into())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
-    });
-    drop(rt);
+    stream_with_an_old_message(&url, "LOADJSH", "load.jsh.>", "load.jsh.out.stale");
     let relay = header_relay(&url, "load.jsh.in", "load.jsh.out");
     let mut s = spec(url, "load.jsh.in", 10_000.0, 1_500, 200);
     s.sink = Sink::Stream {
@@ -277,11 +253,7 @@ fn jetstream_sink_counts_each_stored_message_with_headers_once() {
     assert_eq!(r.sent, 15_000);
     assert_exactly_once(&r);
     // The run deleted its consumer rather than leaving it to expire.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let consumers = rt.block_on(async {
+    let consumers = runtime().block_on(async {
         let client = async_nats::connect(server.url().as_str())
             .await
             .expect("connect");
@@ -292,6 +264,34 @@ fn jetstream_sink_counts_each_stored_message_with_headers_once() {
         stream.info().await.expect("info").state.consumer_count
     });
     assert_eq!(consumers, 0);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Creates stream `name` on `subjects` and stores one message on `old` before the run: the
+/// sink must not count it (it would be a duplicate of sequence 0).
+fn stream_with_an_old_message(url: &str, name: &str, subjects: &str, old: &str) {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        js.publish(old.to_string(), r#"{"line":"L0_0"}"#.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    });
 }
 
 /// Once on the light reader, once through the async-nats ordered consumer (a URL with a path,
@@ -308,28 +308,7 @@ fn jetstream_in_and_out(fallback: bool) {
     let server = NatsServer::start();
     let url = server.url();
     let url = if fallback { format!("{url}/") } else { url };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let client = async_nats::connect(url.as_str()).await.expect("connect");
-        let js = async_nats::jetstream::new(client);
-        js.create_stream(async_nats::jetstream::stream::Config {
-            name: "LOADJS".into(),
-            subjects: vec!["load.js.>".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("create stream");
-        // Stored before the run: the sink must not count it (it would be a duplicate of seq 0).
-        js.publish("load.js.stale", r#"{"line":"L0_0"}"#.into())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
-    });
-    drop(rt);
+    stream_with_an_old_message(&url, "LOADJS", "load.js.>", "load.js.stale");
     let mut s = spec(url, "load.js", 5_000.0, 1_000, 200);
     s.publish = Publish::JetStream { window: 256 };
     s.sink = Sink::Stream {

@@ -100,6 +100,10 @@ impl Slots {
     /// The slot holding a key that `is_key` accepts, probing from `hash`'s home; Err with the
     /// free slot that ends the probe when there is none.
     fn find(&self, hash: u64, is_key: impl Fn(&[u8; 16]) -> bool) -> Result<usize, usize> {
+        if self.slots.is_empty() {
+            // nothing remembered yet; `insert` grows the table before it looks
+            return Err(0);
+        }
         let mut i = self.home(hash);
         loop {
             let s = &self.slots[i];
@@ -118,16 +122,10 @@ impl Slots {
     }
 
     pub(crate) fn get(&self, key: &KeyHash) -> Option<u32> {
-        if self.len == 0 {
-            return None;
-        }
         self.find_key(key).ok().map(|i| self.slots[i].val)
     }
 
     pub(crate) fn get_mut(&mut self, key: &KeyHash) -> Option<&mut u32> {
-        if self.len == 0 {
-            return None;
-        }
         let i = self.find_key(key).ok()?;
         Some(&mut self.slots[i].val)
     }
@@ -149,20 +147,14 @@ impl Slots {
     }
 
     pub(crate) fn remove(&mut self, key: &KeyHash) -> Option<u32> {
-        if self.len == 0 {
-            return None;
-        }
         let i = self.find_key(key).ok()?;
         Some(self.remove_at(i))
     }
 
-    /// Removes the key whose low 64 bits are `lo8` if `keep` says no to its value. Two keys
+    /// Removes the key whose low 64 bits are `lo8` if `drop` says yes to its value. Two keys
     /// sharing 64 bits among the ones remembered has odds of about 1 in 10^7 at two million
     /// keys; the cost would be one key forgotten early.
     pub(crate) fn remove_by_lo(&mut self, lo8: [u8; 8], drop: impl Fn(u32) -> bool) {
-        if self.len == 0 {
-            return;
-        }
         if let Ok(i) = self.find(u64::from_le_bytes(lo8), |k| k[..8] == lo8) {
             if drop(self.slots[i].val) {
                 self.remove_at(i);
