@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::decode::{decode, Limits};
-use crate::dedup::{DedupCache, KeyHash};
+use crate::dedup::{DedupCache, KeyHash, ReadAt};
 use crate::error::{PlanError, Reason, Rejection};
 use crate::json::{lookup, obj_get, Found, Json, Scalar};
 use crate::map::Mapper;
@@ -217,6 +217,19 @@ impl Route {
                 .map(|s| s.guard.export())
                 .unwrap_or_default(),
         }
+    }
+}
+
+/// A route's whole state being read in parts (`Pipeline::start_export`).
+pub struct RouteExport {
+    route: usize,
+    at: ReadAt,
+    state: RouteState,
+}
+
+impl RouteExport {
+    pub fn into_state(self) -> RouteState {
+        self.state
     }
 }
 
@@ -637,12 +650,44 @@ impl Pipeline {
             .collect()
     }
 
-    /// One route's whole state (for a compacting snapshot), if it has a route of that name.
-    pub fn route_state(&self, route: &str) -> Option<RouteState> {
-        self.routes
+    /// Start reading one route's whole state in parts (`export_part`), if it has a route
+    /// of that name. Its stale versions are read now, whole (the stale guard's table cannot
+    /// be read in parts yet); its dedup keys part by part.
+    pub fn start_export(&self, route: &str) -> Option<RouteExport> {
+        let (ix, r) = self
+            .routes
             .iter()
-            .find(|r| *r.name == *route)
-            .map(Route::state)
+            .enumerate()
+            .find(|(_, r)| *r.name == *route)?;
+        Some(RouteExport {
+            route: ix,
+            at: ReadAt::default(),
+            state: RouteState {
+                route: r.name.to_string(),
+                fingerprint: r.fingerprint,
+                dedup: Vec::with_capacity(r.dedup.as_ref().map_or(0, |d| d.cache.len())),
+                stale: r
+                    .stale
+                    .as_ref()
+                    .map(|s| s.guard.export())
+                    .unwrap_or_default(),
+            },
+        })
+    }
+
+    /// Read the next `slots` dedup table slots of an export; true once it is complete.
+    /// The caller lets go of the pipeline between parts, so events keep flowing while a
+    /// table of millions of keys is read (whole, that held them back for tens of ms). Keys
+    /// committed meanwhile are in the next `changed_state`; `DedupCache::export_part` says
+    /// what a read in parts guarantees. `export` must come from this pipeline (a reload
+    /// replaces it: start again).
+    pub fn export_part(&self, export: &mut RouteExport, slots: usize) -> bool {
+        match self.routes.get(export.route).and_then(|r| r.dedup.as_ref()) {
+            Some(d) => d
+                .cache
+                .export_part(&mut export.at, slots, &mut export.state.dedup),
+            None => true,
+        }
     }
 
     /// Start recording what changes, so `changed_state` can return only that.
@@ -657,9 +702,10 @@ impl Pipeline {
         }
     }
 
-    /// For every route with state: what changed since the last call (`false`), or its whole
-    /// state (`true`) when a delta will not do (the first call, or more changes than the
-    /// route's capacity).
+    /// For every route with state: what changed since the last call (`false`), or `true`
+    /// with nothing in it when a delta will not do (the first call, or more changes than
+    /// the route's capacity) and the caller must save the route whole (`start_export`).
+    /// Only swaps each route's record of changes out, so it holds the pipeline briefly.
     pub fn changed_state(&mut self) -> Vec<(RouteState, bool)> {
         let mut out = Vec::new();
         for r in &mut self.routes {
@@ -669,15 +715,11 @@ impl Pipeline {
             let dedup = r.dedup.as_mut().map(|d| d.cache.take_changes());
             let stale = r.stale.as_mut().map(|s| s.guard.take_changes());
             let full = matches!(dedup, Some(None)) || matches!(stale, Some(None));
-            let state = if full {
-                r.state()
-            } else {
-                RouteState {
-                    route: r.name.to_string(),
-                    fingerprint: r.fingerprint,
-                    dedup: dedup.flatten().unwrap_or_default(),
-                    stale: stale.flatten().unwrap_or_default(),
-                }
+            let state = RouteState {
+                route: r.name.to_string(),
+                fingerprint: r.fingerprint,
+                dedup: dedup.flatten().filter(|_| !full).unwrap_or_default(),
+                stale: stale.flatten().filter(|_| !full).unwrap_or_default(),
             };
             out.push((state, full));
         }

@@ -3,7 +3,7 @@
 //! arrive out of order). Bounded: at capacity the least recently touched tenth is forgotten,
 //! after which a very late update for those entities is let through.
 
-use crate::dedup::{evict_oldest, Clock, HashTable, Journal, KeyHash, PassThrough};
+use crate::dedup::{evict_oldest, Clock, HashTable, Journal, KeyHash, PassThrough, TICK_MS};
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -15,7 +15,7 @@ pub struct StaleGuard {
     capacity: usize,
     table: HashTable<Entry>,
     clock: Clock,
-    journal: Journal<(KeyHash, i64, u32)>,
+    journal: Journal<(KeyHash, i64, u64)>,
 }
 
 impl StaleGuard {
@@ -39,7 +39,8 @@ impl StaleGuard {
     /// Record `version` for `key` if it is the newest.
     pub fn observe(&mut self, key: KeyHash, version: i64, now_ms: u64) {
         let touched = self.clock.ticks(now_ms);
-        self.journal.push((key, version, touched), self.capacity);
+        let touched_ms = self.clock.ms(touched);
+        self.journal.push((key, version, touched_ms), self.capacity);
         if let Some(e) = self.table.get_mut(&key) {
             e.version = e.version.max(version);
             e.touched = touched;
@@ -59,7 +60,7 @@ impl StaleGuard {
         };
         self.table
             .iter()
-            .map(|(k, e)| (*k, e.version, epoch + u64::from(e.touched) * 10))
+            .map(|(k, e)| (*k, e.version, epoch + u64::from(e.touched) * TICK_MS))
             .collect()
     }
 
@@ -70,14 +71,7 @@ impl StaleGuard {
 
     /// Observations since the last call, or None when a full `export` is needed.
     pub fn take_changes(&mut self) -> Option<Vec<(KeyHash, i64, u64)>> {
-        let changes = self.journal.take()?;
-        let epoch = self.clock.epoch_ms.unwrap_or(0);
-        Some(
-            changes
-                .into_iter()
-                .map(|(k, v, t)| (k, v, epoch + u64::from(t) * 10))
-                .collect(),
-        )
+        self.journal.take()
     }
 
     /// Load a snapshot (newest versions win over what is already known).

@@ -37,6 +37,18 @@ pub(crate) struct Slots {
     len: usize,
     /// The size that holds `capacity` keys within `MAX_LOAD`.
     full: usize,
+    /// The furthest from its home slot any insert has placed an entry since the last
+    /// growth. Entries only ever move back towards their home, so none is further: a reader
+    /// of the table in parts (`range`) uses it to find entries that moved behind it.
+    max_shift: usize,
+}
+
+/// How far a read of the table in parts (`Slots::read_part`) has got.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadAt {
+    next: usize,
+    /// The table's size when the read began; another size means it grew meanwhile.
+    size: usize,
 }
 
 /// The table's hash of a key: its low 64 bits (the key is an xxh3 hash already).
@@ -52,11 +64,23 @@ impl Slots {
             slots: Vec::new(),
             len: 0,
             full: (capacity * MAX_LOAD.1).div_ceil(MAX_LOAD.0) + 1,
+            max_shift: 0,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The number of slots (it changes only when the table grows, which moves every entry).
+    #[cfg(test)]
+    fn size(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn placed(&mut self, i: usize, hash: u64) {
+        let n = self.slots.len();
+        self.max_shift = self.max_shift.max((i + n - self.home(hash)) % n);
     }
 
     pub(crate) fn allocation_size(&self) -> usize {
@@ -140,6 +164,7 @@ impl Slots {
             Ok(i) => Some(std::mem::replace(&mut self.slots[i].val, val)),
             Err(i) => {
                 self.slots[i] = Slot { key: key.0, val };
+                self.placed(i, lo(&key.0));
                 self.len += 1;
                 None
             }
@@ -198,18 +223,57 @@ impl Slots {
             n * 2
         };
         let old = std::mem::replace(&mut self.slots, vec![FREE; size]);
+        self.max_shift = 0;
         for s in old.into_iter().filter(|s| s.val != EMPTY) {
-            if let Err(i) = self.find(lo(&s.key), |_| false) {
+            let hash = lo(&s.key);
+            if let Err(i) = self.find(hash, |_| false) {
                 self.slots[i] = s;
+                self.placed(i, hash);
             }
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
-        self.slots
+        self.range(0..self.slots.len())
+    }
+
+    /// The entries in slots `r` (clamped to the table).
+    fn range(&self, r: std::ops::Range<usize>) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
+        let end = r.end.min(self.slots.len());
+        self.slots[r.start.min(end)..end]
             .iter()
             .filter(|s| s.val != EMPTY)
             .map(|s| (KeyHash(s.key), s.val))
+    }
+
+    /// Reads the entries of the next `n` slots into `out` (those `keep` maps to a value);
+    /// true once the whole table is read. The table may change between parts, and every
+    /// entry held from the first part to the last is read: a removal shifts entries back
+    /// towards their home, never further than `max_shift`, so each part starts that far
+    /// behind where the last one ended (the few entries there are read twice). A growth
+    /// moves every entry: the read starts over, `out` emptied.
+    pub(crate) fn read_part<T>(
+        &self,
+        at: &mut ReadAt,
+        n: usize,
+        out: &mut Vec<T>,
+        keep: impl Fn(KeyHash, u32) -> Option<T>,
+    ) -> bool {
+        let size = self.slots.len();
+        if at.size != size {
+            out.clear();
+            *at = ReadAt { next: 0, size };
+        }
+        let from = if at.next == 0 {
+            0
+        } else {
+            at.next.saturating_sub(self.max_shift)
+        };
+        let end = at.next.saturating_add(n.max(1)).min(size);
+        out.extend(self.range(from..end).filter_map(|(k, v)| keep(k, v)));
+        at.next = end;
+        end == size
     }
 }
 
@@ -268,6 +332,85 @@ mod tests {
         all.sort_unstable();
         want.sort_unstable();
         assert_eq!(all, want);
+    }
+
+    /// A table read in parts while keys come and go (the snapshot's export): every key held
+    /// from the first part to the last is read, though removals shift entries backwards
+    /// past the reader. Keys share homes in threes, so clusters are long.
+    #[test]
+    fn read_in_parts_under_churn_finds_every_key_held_throughout() {
+        let key = |n: u64| {
+            let mut k = [0u8; 16];
+            let lo = (n / 3)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(n % 3);
+            k[..8].copy_from_slice(&lo.to_le_bytes());
+            k[8..].copy_from_slice(&n.to_le_bytes());
+            KeyHash(k)
+        };
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20u64 {
+            let mut t = Slots::new(2_000);
+            let mut held: Vec<u64> = (0..2_000).map(|i| round * 1_000_000 + i).collect();
+            for &n in &held {
+                t.insert(key(n), 1);
+            }
+            let size = t.size();
+            let mut read = Vec::new();
+            let mut removed = std::collections::HashSet::new();
+            let mut at = ReadAt::default();
+            let mut fresh = round * 1_000_000 + 500_000;
+            while !t.read_part(&mut at, 64, &mut read, |k, _| Some(k.0)) {
+                // between parts: remove some held keys, add as many new ones
+                for _ in 0..20 {
+                    let i = (rnd() % held.len() as u64) as usize;
+                    let n = held.swap_remove(i);
+                    assert!(t.remove(&key(n)).is_some());
+                    removed.insert(n);
+                    t.insert(key(fresh), 2);
+                    held.push(fresh);
+                    fresh += 1;
+                }
+                assert_eq!(t.size(), size, "at capacity the table does not grow");
+            }
+            let read: std::collections::HashSet<_> = read.into_iter().collect();
+            for n in round * 1_000_000..round * 1_000_000 + 2_000 {
+                if !removed.contains(&n) {
+                    assert!(
+                        read.contains(&key(n).0),
+                        "round {round}: key {n} was missed"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_in_parts_starts_over_when_the_table_grows() {
+        let mut t = Slots::new(1_000);
+        let k = |n: u64| KeyHash::of(&n.to_string());
+        for n in 0..10 {
+            t.insert(k(n), 1);
+        }
+        let (mut at, mut out) = (ReadAt::default(), Vec::new());
+        assert!(!t.read_part(&mut at, 4, &mut out, |k, _| Some(k)));
+        for n in 10..100 {
+            t.insert(k(n), 1);
+        }
+        while !t.read_part(&mut at, 4, &mut out, |k, _| Some(k)) {}
+        out.sort_unstable_by_key(|k| k.0);
+        out.dedup();
+        assert_eq!(
+            out.len(),
+            100,
+            "every key once the read restarted after growth"
+        );
     }
 
     #[test]
