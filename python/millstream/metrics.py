@@ -17,7 +17,9 @@ nats-py connection (provisioning, later DLQ tooling) adds its connection counter
     millstream_lane_latency_seconds{lane}           histogram, intake to output acknowledged
     millstream_lane_objective_seconds{lane}         the configured latency objective
     millstream_nats_connected{client}               data (the plane), egress (the plane's
-                                                    best-effort publishes) and control (nats-py)
+                                                    outputs), ingest (its core inputs; drops
+                                                    there count as data slow consumers) and
+                                                    control (nats-py)
     millstream_nats_reconnects_total{client}
     millstream_nats_disconnects_total{client}
     millstream_nats_slow_consumer_total{client}
@@ -270,12 +272,15 @@ class MillstreamCollector(Collector):
             reconnects.add_metric(["data"], _num(data.get("reconnects")))
             disconnects.add_metric(["data"], _num(data.get("disconnects")))
             slow.add_metric(["data"], _num(data.get("slow_consumer")))
-            egress = data.get("egress")
-            if isinstance(egress, Mapping):
-                # the data plane's publish-only connection for best-effort outputs
-                connected.add_metric(["egress"], 1.0 if egress.get("connected") is True else 0.0)
-                reconnects.add_metric(["egress"], _num(egress.get("reconnects")))
-                disconnects.add_metric(["egress"], _num(egress.get("disconnects")))
+            # the data plane's own connections: publish-only for outputs (egress), and
+            # subscribe-only for core inputs (ingest); absent where the URL keeps them on
+            # async-nats (the data client)
+            for client in ("egress", "ingest"):
+                conn = data.get(client)
+                if isinstance(conn, Mapping):
+                    connected.add_metric([client], 1.0 if conn.get("connected") is True else 0.0)
+                    reconnects.add_metric([client], _num(conn.get("reconnects")))
+                    disconnects.add_metric([client], _num(conn.get("disconnects")))
         c = self._control
         if c is not None:
             connected.add_metric(["control"], 1.0 if c.connected else 0.0)

@@ -386,6 +386,14 @@ async def test_nats_server_restart_under_load_loses_nothing(
 
         await wait_for(egress_up, 30, "the egress connection to reconnect")
         assert svc.stats()["nats"]["egress"]["reconnects"] >= 1
+
+        # core inputs come by the ingest connection, which reconnected and subscribed again
+        # (it counts as connected once the server has answered the PING after its SUBs)
+        async def ingest_up() -> bool:
+            return bool(svc.stats()["nats"]["ingest"]["connected"])
+
+        await wait_for(ingest_up, 30, "the ingest connection to reconnect")
+        assert svc.stats()["nats"]["ingest"]["reconnects"] >= 1
         sub = await nc.subscribe("mfg.telemetry.>")
         await nc.flush()
         sample = (EVENTS / "telemetry_spindle_rpm.json").read_bytes()

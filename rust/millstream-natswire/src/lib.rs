@@ -1,9 +1,11 @@
 //! The part of the NATS client protocol that Millstream speaks on its own connections: the
-//! data plane's publish-only egress connection (`millstream-core`, `plane/wire.rs`) and the
-//! benchmark's counting sink (`millstream-loadgen`). Both exist because async-nats parses or
-//! builds every header as a `HashMap` entry (see those modules for the measurements); no
-//! maintained crate offers the protocol's framing alone, so this is written by hand and kept
-//! to what those two need: URLs without TLS, CONNECT, and the server's frames.
+//! data plane's publish-only egress connection (`millstream-core`, `plane/wire.rs`), its
+//! subscribe-only ingest connection for core inputs (`plane/ingest_wire.rs`) and the
+//! benchmark's counting sink (`millstream-loadgen`). They exist because async-nats parses or
+//! builds every header as a `HashMap` entry, and builds a `Message` per input (see those
+//! modules for the measurements); no maintained crate offers the protocol's framing alone, so
+//! this is written by hand and kept to what they need: URLs without TLS, CONNECT, and the
+//! server's frames.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -68,8 +70,10 @@ pub fn connect_line(target: &Target, name: &str, no_responders: bool) -> String 
 pub enum Frame {
     /// MSG or HMSG; `headers` is the whole header block (empty for MSG). `reply` is the
     /// subject to answer on, if the message has one (a JetStream flow-control request does).
+    /// `sid` is the subscription's id from the SUB that asked for it.
     Msg {
         subject: Bytes,
+        sid: u64,
         reply: Option<Bytes>,
         headers: Bytes,
         payload: Bytes,
@@ -145,6 +149,10 @@ pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
         let at = f.as_ptr() as usize - line.as_ptr() as usize;
         at..at + f.len()
     };
+    let sid = std::str::from_utf8(fields[2])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
     let subject_at = span(fields[1]);
     // With a reply subject (always the fourth field) MSG has 5 fields and HMSG 6.
     let has_reply = n == 5 + usize::from(verb.eq_ignore_ascii_case(b"HMSG"));
@@ -157,6 +165,7 @@ pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
     buf.advance(2);
     Ok(Some(Frame::Msg {
         subject,
+        sid,
         reply,
         headers,
         payload,
@@ -178,8 +187,19 @@ mod tests {
     }
 
     fn msg(subject: &str, reply: Option<&str>, headers: &str, payload: &str) -> Frame {
+        sid_msg(subject, 1, reply, headers, payload)
+    }
+
+    fn sid_msg(
+        subject: &str,
+        sid: u64,
+        reply: Option<&str>,
+        headers: &str,
+        payload: &str,
+    ) -> Frame {
         Frame::Msg {
             subject: Bytes::copy_from_slice(subject.as_bytes()),
+            sid,
             reply: reply.map(|r| Bytes::copy_from_slice(r.as_bytes())),
             headers: Bytes::copy_from_slice(headers.as_bytes()),
             payload: Bytes::copy_from_slice(payload.as_bytes()),
@@ -255,8 +275,8 @@ mod tests {
             vec![
                 msg("a", Some("r.1"), "", "hi"),
                 msg("a", None, "", "hi"),
-                msg("_INBOX.d", Some("$JS.FC.S.C.ab1z"), fc, ""),
-                msg("_INBOX.d", None, hb, ""),
+                sid_msg("_INBOX.d", 9, Some("$JS.FC.S.C.ab1z"), fc, ""),
+                sid_msg("_INBOX.d", 9, None, hb, ""),
             ]
         );
     }
@@ -268,6 +288,7 @@ mod tests {
             b"HMSG a 1 9 3\r\n",
             b"MSG a\r\n",
             b"HMSG a 1 2 3 4 5 6\r\n",
+            b"MSG a x 2\r\nhi\r\n",
         ] {
             assert!(next_frame(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
         }

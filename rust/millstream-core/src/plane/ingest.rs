@@ -1,6 +1,9 @@
 //! Ingest: core NATS subscriptions (optionally in a queue group, for scale-out) and
 //! JetStream pull consumers with batched fetch. Each event is classified into its lane here,
 //! from its subject alone, so the worker never waits behind a less critical lane.
+//!
+//! Core subscriptions are read by the plane's own ingest connection (`ingest_wire`) when the
+//! URL allows it, else by async-nats; JetStream pull consumers always use async-nats.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +13,10 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::ingest_wire::{self, Inbox, Subscription};
 use super::lanes::{Inbound, LaneSenders, Retry};
 use super::metrics::Metrics;
+use super::wire::Target;
 use super::{InputSpec, PlaneError, Shared};
 use crate::pipeline::Classifier;
 use crate::plan::Lane;
@@ -55,9 +60,19 @@ impl Lanes {
     }
 }
 
+/// Where the core inputs may be read by the plane's own connection (`ingest_wire`): the
+/// server's address (a plain `nats://` URL), the URL for errors, and the client name.
+pub(crate) struct WireTo<'a> {
+    pub target: Target,
+    pub url: &'a str,
+    pub client_name: &'a str,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start(
     client: &async_nats::Client,
     js: &jetstream::Context,
+    wire_to: Option<WireTo<'_>>,
     inputs: &[InputSpec],
     senders: &LaneSenders,
     shared: &Arc<Shared>,
@@ -65,13 +80,53 @@ pub(crate) async fn start(
     stop: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, PlaneError> {
     let mut tasks = Vec::new();
+    let lanes = || Lanes::new(shared);
+    let core: Vec<&InputSpec> = inputs.iter().filter(|i| i.jetstream.is_none()).collect();
+    let mut on_wire = false;
+    if let (Some(to), false) = (wire_to, core.is_empty()) {
+        let subs = core
+            .iter()
+            .flat_map(|input| {
+                input.subjects.iter().map(|subject| Subscription {
+                    subject: subject.clone(),
+                    queue_group: input.queue_group.clone(),
+                })
+            })
+            .collect();
+        let connected = ingest_wire::connect(
+            to.target,
+            to.client_name,
+            subs,
+            ingest_wire::BUFFERED,
+            metrics.clone(),
+            stop.clone(),
+        )
+        .await
+        .map_err(|detail| PlaneError::Connect {
+            url: to.url.to_string(),
+            detail: format!("ingest connection: {detail}"),
+        })?;
+        // None: the server demands TLS, so the inputs stay on async-nats below.
+        if let Some((reader, inboxes)) = connected {
+            tasks.push(reader);
+            for inbox in inboxes {
+                tasks.push(tokio::spawn(wire_loop(
+                    inbox,
+                    senders.clone(),
+                    lanes(),
+                    metrics.clone(),
+                )));
+            }
+            on_wire = true;
+        }
+    }
     for input in inputs {
         let err = |detail: String| PlaneError::Input {
             source_name: input.source.clone(),
             detail,
         };
-        let lanes = || Lanes::new(shared);
         match &input.jetstream {
+            None if on_wire => {}
             None => {
                 for subject in &input.subjects {
                     let sub = match &input.queue_group {
@@ -114,6 +169,45 @@ pub(crate) async fn start(
         }
     }
     Ok(tasks)
+}
+
+/// One subscription of the ingest connection: its messages into the lanes, in order. Ends
+/// when the connection has stopped and every message it read is queued (or shed).
+async fn wire_loop(
+    mut inbox: Inbox,
+    senders: LaneSenders,
+    mut lanes: Lanes,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(batch) = inbox.recv().await {
+        metrics
+            .received
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // One read's messages arrived together.
+        let received = Instant::now();
+        for (subject, payload) in batch {
+            // The server delivers subjects as they were published; NATS clients publish UTF-8.
+            let subject = async_nats::Subject::from_utf8(subject.clone()).unwrap_or_else(|_| {
+                async_nats::Subject::from(String::from_utf8_lossy(&subject).into_owned())
+            });
+            let (lane, may_shed) = lanes.of(&subject);
+            let inbound = Inbound {
+                subject,
+                payload,
+                ack_to: None,
+                delivered: 1,
+                retry: None,
+                lane,
+                received,
+                reply: None,
+            };
+            let sent = senders.send(inbound, may_shed).await;
+            inbox.done();
+            if !sent {
+                return;
+            }
+        }
+    }
 }
 
 async fn core_loop(

@@ -82,17 +82,31 @@ pub struct Metrics {
     connects: AtomicU64,
     disconnects: AtomicU64,
     slow_consumer: AtomicU64,
-    pub(crate) egress: EgressConnMetrics,
+    pub(crate) egress: ConnMetrics,
+    pub(crate) ingest: ConnMetrics,
     last_error: Mutex<Option<String>>,
 }
 
-/// The egress connection's state (see `wire`), when the plane has one.
+/// The state of one of the plane's own connections, when it has it: egress (see `wire`)
+/// or ingest (see `ingest_wire`).
 #[derive(Default)]
-pub(crate) struct EgressConnMetrics {
+pub(crate) struct ConnMetrics {
     pub(crate) present: AtomicBool,
     pub(crate) connected: AtomicBool,
     pub(crate) disconnects: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+}
+
+impl ConnMetrics {
+    fn snapshot(&self) -> Option<Value> {
+        self.present.load(Relaxed).then(|| {
+            json!({
+                "connected": self.connected.load(Relaxed),
+                "reconnects": self.reconnects.load(Relaxed),
+                "disconnects": self.disconnects.load(Relaxed),
+            })
+        })
+    }
 }
 
 impl Metrics {
@@ -138,6 +152,13 @@ impl Metrics {
 
     pub(crate) fn set_connected(&self, up: bool) {
         self.connected.store(up, Relaxed);
+    }
+
+    /// Input messages dropped because their subscription's buffer was full: what async-nats
+    /// reports as a slow consumer (one event per dropped message), counted the same way for
+    /// the ingest connection's subscriptions.
+    pub(crate) fn slow_consumer(&self, dropped: u64) {
+        self.slow_consumer.fetch_add(dropped, Relaxed);
     }
 
     pub(crate) fn error(&self, what: String) {
@@ -228,11 +249,8 @@ impl Metrics {
                 "reconnects": g(&self.connects).saturating_sub(1),
                 "disconnects": g(&self.disconnects),
                 "slow_consumer": g(&self.slow_consumer),
-                "egress": self.egress.present.load(Relaxed).then(|| json!({
-                    "connected": self.egress.connected.load(Relaxed),
-                    "reconnects": g(&self.egress.reconnects),
-                    "disconnects": g(&self.egress.disconnects),
-                })),
+                "egress": self.egress.snapshot(),
+                "ingest": self.ingest.snapshot(),
             },
             "outputs": {
                 "published": g(&self.published),

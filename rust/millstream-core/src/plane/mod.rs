@@ -2,7 +2,8 @@
 //! runtime this module owns. Python starts, drains and stops it through `Plane`.
 //!
 //! ```text
-//! ingest (core subscriptions, JetStream pull consumers)
+//! ingest (core subscriptions on the plane's own connection or async-nats, JetStream pull
+//!         consumers)
 //!   -> lanes (bounded queue per lane: critical served first, bulk sheds first)
 //!   -> worker (one task: the pipeline's batch call, in input order)
 //!   -> egress (core publish, JetStream publish with PubAck window, dead letters, input acks)
@@ -11,6 +12,7 @@
 
 mod egress;
 mod ingest;
+mod ingest_wire;
 mod lanes;
 mod metrics;
 mod publish;
@@ -366,9 +368,15 @@ impl Plane {
             settling: AtomicUsize::new(0),
             tracks_state,
         });
+        let wire_to = wire::target(&spec.url).map(|target| ingest::WireTo {
+            target,
+            url: &spec.url,
+            client_name: &spec.client_name,
+        });
         let ingest = ingest::start(
             &client,
             &js,
+            wire_to,
             &spec.inputs,
             &senders,
             &shared,
@@ -379,7 +387,7 @@ impl Plane {
         drop(senders);
         // A SUB is only buffered by the client until the server has seen it: flush (a
         // PING/PONG round trip) so that "started" means "subscribed", and an event published
-        // right after start is not missed.
+        // right after start is not missed. (The ingest connection waited for its own PONG.)
         client
             .flush()
             .await

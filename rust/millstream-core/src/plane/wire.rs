@@ -322,6 +322,33 @@ async fn handshake(
     name: &str,
     inner: &Inner,
 ) -> Result<Option<TcpStream>, String> {
+    let Some((mut conn, info)) = open(target).await? else {
+        return Ok(None);
+    };
+    if let Some(max) = info["max_payload"].as_u64() {
+        inner.max_payload.store(max, Ordering::Relaxed);
+    }
+    let connect = connect_line(target, name, true);
+    let inbox = &inner.inbox;
+    conn.write_all(format!("{connect}SUB {inbox}.* 1\r\nPING\r\n").as_bytes())
+        .await
+        .map_err(|e| format!("send CONNECT: {e}"))?;
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        match next_frame(&mut buf)? {
+            Some(Frame::Pong) => return Ok(Some(conn)),
+            Some(Frame::Err(e)) => return Err(format!("server refused the connection: {e}")),
+            Some(_) => {}
+            None => read_some(&mut conn, &mut buf).await?,
+        }
+    }
+}
+
+/// Connect and read the server's INFO (the server sends nothing else before CONNECT).
+/// `None`: the server demands TLS, which these connections do not speak.
+pub(crate) async fn open(
+    target: &Target,
+) -> Result<Option<(TcpStream, serde_json::Value)>, String> {
     let mut conn = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&target.host))
         .await
         .map_err(|_| format!("connect to {}: timed out", target.host))?
@@ -342,25 +369,10 @@ async fn handshake(
     if info["tls_required"].as_bool() == Some(true) {
         return Ok(None);
     }
-    if let Some(max) = info["max_payload"].as_u64() {
-        inner.max_payload.store(max, Ordering::Relaxed);
-    }
-    let connect = connect_line(target, name, true);
-    let inbox = &inner.inbox;
-    conn.write_all(format!("{connect}SUB {inbox}.* 1\r\nPING\r\n").as_bytes())
-        .await
-        .map_err(|e| format!("send CONNECT: {e}"))?;
-    loop {
-        match next_frame(&mut buf)? {
-            Some(Frame::Pong) => return Ok(Some(conn)),
-            Some(Frame::Err(e)) => return Err(format!("server refused the connection: {e}")),
-            Some(_) => {}
-            None => read_some(&mut conn, &mut buf).await?,
-        }
-    }
+    Ok(Some((conn, info)))
 }
 
-async fn read_some(conn: &mut TcpStream, buf: &mut BytesMut) -> Result<(), String> {
+pub(crate) async fn read_some(conn: &mut TcpStream, buf: &mut BytesMut) -> Result<(), String> {
     let n = tokio::time::timeout(Duration::from_secs(5), conn.read_buf(buf))
         .await
         .map_err(|_| "the server did not answer within 5 s".to_string())?
