@@ -257,5 +257,48 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, pipeline);
+/// Batches as the data plane runs them, against a telemetry dedup table already holding its
+/// capacity of two million keys (the example's `telemetry-history`): every dedup probe then
+/// misses the CPU cache, as in a router that has run for a while at high rate.
+fn full_table(c: &mut Criterion) {
+    const BATCH: u64 = 512;
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(30);
+    let mut p = Pipeline::from_json(PLAN).expect("plan compiles");
+    let mut state = p
+        .export_state()
+        .into_iter()
+        .find(|s| s.route == "telemetry-history")
+        .expect("the example has telemetry-history");
+    state.dedup = (0..2_000_000u64)
+        .map(|i| (KeyHash::of(&format!("old/{i}")), NOW_MS - 1_000))
+        .collect();
+    p.import_state(&state, NOW_MS);
+    let mut n = 0u64;
+    g.bench_function("telemetry_routed_full_dedup_table", |b| {
+        b.iter_batched(
+            || {
+                (0..BATCH)
+                    .map(|_| {
+                        n += 1;
+                        telemetry(n)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |payloads| {
+                let out = p.process_batch(
+                    payloads.iter().map(|b| (TELEMETRY_SUBJECT, b.as_slice())),
+                    NOW_MS,
+                );
+                debug_assert!(out.iter().all(|o| o.status == Status::Routed));
+                out
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, pipeline, full_table);
 criterion_main!(benches);

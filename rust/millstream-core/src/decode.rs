@@ -1,9 +1,10 @@
 //! Decode stage: raw bytes -> a JSON object, within limits.
 //!
-//! serde_json does the parsing. What it does not do, and we add: a configurable nesting
-//! limit, rejecting duplicate object keys (serde_json keeps the last one silently), telling an
-//! integer too large for 64 bits apart from a float (serde_json turns it into an f64), and a
-//! distinct reason code for each class of bad input so a dead letter says what was wrong.
+//! sonic-rs does the parsing, and serde_json again where sonic-rs refuses the input (see
+//! `decode`). What neither does, and we add: a configurable nesting limit, rejecting
+//! duplicate object keys (both keep the last one silently), telling an integer too large for
+//! 64 bits apart from a float (both turn it into an f64), and a distinct reason code for each
+//! class of bad input so a dead letter says what was wrong.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -56,15 +57,20 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Obj<'a>, Rejection
         return Err(Rejection::new(Reason::EmptyDocument, "no JSON value"));
     }
     let big_float = Cell::new(false);
-    let mut de = serde_json::Deserializer::from_str(text);
     let seed = ValueSeed {
         depth_left: limits.max_depth,
         big_float: &big_float,
     };
-    let value = seed
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| classify(e, text))?;
+    // sonic-rs parses with SIMD and is the faster of the two on event-sized documents; its
+    // errors do not tell our reason classes apart, so input it refuses is parsed again by
+    // serde_json, whose verdict and message are the ones reported (bad input is rare).
+    let value = match parse_fast(text, seed) {
+        Some(v) => v,
+        None => {
+            big_float.set(false);
+            parse_checked(text, seed)?
+        }
+    };
     if big_float.get() {
         // An integral f64 of 2^63 or more: either a float literal or an integer literal
         // serde_json silently widened. Only the text can tell.
@@ -79,6 +85,20 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Obj<'a>, Rejection
             format!("top level is {}, expected an object", other.kind()),
         )),
     }
+}
+
+fn parse_fast<'a>(text: &'a str, seed: ValueSeed<'_>) -> Option<Json<'a>> {
+    let mut de = sonic_rs::Deserializer::from_str(text);
+    seed.deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .ok()
+}
+
+fn parse_checked<'a>(text: &'a str, seed: ValueSeed<'_>) -> Result<Json<'a>, Rejection> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    seed.deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| classify(e, text))
 }
 
 fn classify(e: serde_json::Error, text: &str) -> Rejection {
@@ -344,6 +364,120 @@ mod tests {
                 "input {:?}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    /// The two parsers agree on what is JSON and what it says: inputs built to sit on the
+    /// grammar's edges, and thousands of random corruptions of real events. sonic-rs
+    /// accepting something serde_json refuses would let bad input through.
+    #[test]
+    fn the_fast_parser_accepts_exactly_what_serde_json_accepts() {
+        let big_float = Cell::new(false);
+        let seed = ValueSeed {
+            depth_left: 32,
+            big_float: &big_float,
+        };
+        let agree = |text: &str| {
+            let fast = parse_fast(text, seed);
+            let checked = parse_checked(text, seed).ok();
+            assert_eq!(fast, checked, "input {text:?}");
+        };
+        let edges = [
+            r#"{"a": 01}"#,
+            r#"{"a": 1.}"#,
+            r#"{"a": .5}"#,
+            r#"{"a": -}"#,
+            r#"{"a": +1}"#,
+            r#"{"a": 1e}"#,
+            r#"{"a": 1e+}"#,
+            r#"{"a": -0}"#,
+            r#"{"a": -0.0}"#,
+            r#"{"a": 1E5}"#,
+            r#"{"a": 1.5e-3}"#,
+            r#"{"a": 0.1}"#,
+            r#"{"a": 2.2250738585072011e-308}"#,
+            r#"{"a": 1.7976931348623157e308}"#,
+            r#"{"a": 5e-324}"#,
+            r#"{"a": 123456789.123456789}"#,
+            r#"{"a": 9223372036854775807}"#,
+            r#"{"a": -9223372036854775808}"#,
+            r#"{"a": 18446744073709551615}"#,
+            r#"{"a": 18446744073709551616}"#,
+            r#"{"a": 1e19}"#,
+            r#"{"a": "\u00e9\n\t\"\\\/"}"#,
+            r#"{"a": "\ud83d\ude00"}"#,
+            r#"{"a": "\ud800"}"#,
+            r#"{"a": "\udc00"}"#,
+            r#"{"a": "\x"}"#,
+            r#"{"a": "\u12"}"#,
+            "{\"a\": \"tab\tinside\"}",
+            "{\"a\": \"nl\ninside\"}",
+            "{\"a\": \"\u{7f}\"}",
+            "{\"a\": \"\u{1}\"}",
+            r#"{"a": tru}"#,
+            r#"{"a": nul}"#,
+            r#"{"a": True}"#,
+            r#"{"a": [1,]}"#,
+            r#"{"a": 1,}"#,
+            r#"{,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":: 1}"#,
+            r#"{'a': 1}"#,
+            r#"{a: 1}"#,
+            "{\"a\": 1}\u{0}",
+            "\u{feff}{\"a\": 1}",
+            "{\"a\":1}\n",
+            " \t\r\n{\"a\":1} \t\r\n",
+            r#"{"a": [[[[]]]]}"#,
+            r#"{"a": {"b": {}}}"#,
+            r#"{"": 1}"#,
+            r#"{"a": 1} // c"#,
+            r#"/* c */ {"a": 1}"#,
+            r#"{"a": NaN}"#,
+            r#"{"a": Infinity}"#,
+            r#"{"a": "x"#,
+            r#"{"a": 1"#,
+            r#"{"#,
+            r#"}"#,
+            r#"{"a": 1}}"#,
+            r#"{"a": 1} 2"#,
+            "{\"a\": \"\u{2028}\"}",
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a": [1, 2], "b": [true, false, null]}"#,
+        ];
+        for e in edges {
+            agree(e);
+        }
+        let events = [
+            r#"{"plant":"dus","machine":"press-07","line":"L2","metric":"oil_temp","value":180.5,"unit":"degF","ts":1795767302123,"quality":"Good","seq":884120,"tags":["a","b"],"meta":{"x":null,"y":-1.5e-7}}"#,
+            r#"{"_action": "Millstream: stock moves(#12)", "_id": 4720, "date": "2026-11-28 06:00:00", "product_uom_qty": 500.0, "production_id": false, "name": "caf\u00e9 \"quoted\"", "picking_id": [305, "WH/IN/00305"]}"#,
+        ];
+        let specials: &[u8] = b"\"\\,:{}[] 0123456789.eE+-tfnux\t\n\x01\x7f/";
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for doc in events {
+            for _ in 0..3_000 {
+                let mut b = doc.as_bytes().to_vec();
+                for _ in 0..1 + rnd() % 3 {
+                    let i = (rnd() % b.len() as u64) as usize;
+                    let c = specials[(rnd() % specials.len() as u64) as usize];
+                    match rnd() % 3 {
+                        0 => b[i] = c,
+                        1 => b.insert(i, c),
+                        _ => {
+                            b.remove(i);
+                        }
+                    }
+                }
+                if let Ok(text) = std::str::from_utf8(&b) {
+                    agree(text);
+                }
+            }
         }
     }
 
