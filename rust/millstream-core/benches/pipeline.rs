@@ -19,7 +19,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use millstream_core::decode::{decode, Limits};
 use millstream_core::dedup::{DedupCache, KeyHash};
-use millstream_core::json::{lookup, Found, Json, Obj};
+use millstream_core::json::{lookup, write_json, Found, Json, Obj};
 use millstream_core::map::Mapper;
 use millstream_core::plan::{PlanSpec, Profile};
 use millstream_core::route::{check_subject_token, Predicate};
@@ -187,12 +187,19 @@ fn stages(c: &mut Criterion) {
         b.iter(|| predicate.eval(&ctx, black_box(&hold), "odoo.quality_alert"))
     });
 
-    g.bench_function("serialize/telemetry", |b| {
-        b.iter(|| serde_json::to_vec(black_box(&tel_value)))
-    });
-    g.bench_function("serialize/stock_move", |b| {
-        b.iter(|| serde_json::to_vec(black_box(&move_value)))
-    });
+    // as the pipeline writes an output's body (`write_json`), and with serde_json for
+    // comparison (what it used before session 6)
+    for (name, value) in [("telemetry", &tel_value), ("stock_move", &move_value)] {
+        g.bench_function(format!("serialize/{name}"), |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(512);
+                write_json(&mut out, black_box(value)).map(|()| out)
+            })
+        });
+        g.bench_function(format!("serialize_serde_json/{name}"), |b| {
+            b.iter(|| serde_json::to_vec(black_box(value)))
+        });
+    }
     g.finish();
 }
 

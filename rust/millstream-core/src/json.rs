@@ -188,6 +188,80 @@ mod tests {
         }
     }
 
+    /// The canonical JSON that outputs carry is written by sonic-rs (faster) and must be
+    /// byte for byte what serde_json writes: strings with every kind of character that needs
+    /// escaping, floats across their range, integers at the edges.
+    #[test]
+    fn sonic_rs_writes_what_serde_json_writes() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut values: Vec<Json<'static>> = vec![
+            Json::Null,
+            Json::Bool(true),
+            Json::Int(i64::MIN),
+            Json::Int(-1),
+            Json::UInt(u64::MAX),
+            Json::Str("plain".into()),
+            Json::Str("quote \" backslash \\ slash / nl \n tab \t cr \r bs \u{8} ff \u{c}".into()),
+            Json::Str("\u{0}\u{1}\u{1f}\u{7f}\u{80}\u{2028}\u{2029}é😀".into()),
+        ];
+        for f in [
+            0.0,
+            -0.0,
+            1.0,
+            100.0,
+            180.5,
+            1e15,
+            1e16,
+            1e17,
+            1e21,
+            1e22,
+            1.5e-7,
+            1e-5,
+            0.1,
+            0.3,
+            123456.789,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            5e-324,
+        ] {
+            values.push(Json::Float(f));
+        }
+        for _ in 0..5_000 {
+            let bits = rnd();
+            let f = f64::from_bits(bits);
+            if f.is_finite() {
+                values.push(Json::Float(f));
+            }
+            values.push(Json::Float((rnd() % 1_000_000) as f64 / 100.0));
+            let s: String = (0..rnd() % 12)
+                .map(|_| char::from_u32((rnd() % 0x3000) as u32).unwrap_or('?'))
+                .collect();
+            values.push(Json::Str(s.into()));
+        }
+        let doc = Json::Obj(
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Cow::Owned(format!("k{i}")), v.clone()))
+                .chain([("arr".into(), Json::Arr(values.clone()))])
+                .collect(),
+        );
+        let mut fast = Vec::new();
+        write_json(&mut fast, &doc).expect("writes");
+        let slow = serde_json::to_vec(&doc).expect("writes");
+        assert_eq!(
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&slow)
+        );
+    }
+
     #[test]
     fn lookup_follows_objects_and_arrays() {
         let doc: Obj<'_> = vec![
@@ -212,6 +286,12 @@ mod tests {
 }
 
 // --- serialisation ------------------------------------------------------------------------
+
+/// Append `doc` as JSON to `out`. sonic-rs's writer (SIMD string escaping) through the same
+/// `Serialize` impl; a test holds it to serde_json's output byte for byte.
+pub fn write_json(out: &mut Vec<u8>, doc: &Json<'_>) -> Result<(), String> {
+    sonic_rs::to_writer(out, doc).map_err(|e| e.to_string())
+}
 
 impl serde::Serialize for Json<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

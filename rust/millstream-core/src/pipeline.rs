@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::decode::{decode, Limits};
 use crate::dedup::{DedupCache, KeyHash, ReadAt};
 use crate::error::{PlanError, Reason, Rejection};
-use crate::json::{lookup, obj_get, Found, Json, Scalar};
+use crate::json::{lookup, obj_get, write_json, Found, Json, Scalar};
 use crate::map::Mapper;
 use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec};
 use crate::route::{any_match, check_subject_token, Predicate, SubjectPattern};
@@ -985,7 +985,7 @@ impl Pipeline {
         // The canonical form is about as long as the input: one allocation, not a doubling
         // series.
         let mut data = Vec::with_capacity(payload.len() + 64);
-        if serde_json::to_writer(&mut data, &Json::Obj(entity)).is_err() {
+        if write_json(&mut data, &Json::Obj(entity)).is_err() {
             data.clear();
         }
         Prepared::Routable {
