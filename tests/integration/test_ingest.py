@@ -6,10 +6,7 @@ reconnect after a server restart is in test_plane.py
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +15,9 @@ import yaml
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from millstream.config import load_config
-from millstream.service import Service, async_run
 from millstream.transport import EmbeddedNats
 
-from .test_plane import EVENTS, EXAMPLE, wait_for
+from .test_plane import EVENTS, EXAMPLE, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,25 +37,6 @@ def config_file(tmp_path: Path, name: str, **changes: Any) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-@asynccontextmanager
-async def running(config: Path, url: str, store_dir: Path) -> AsyncIterator[Service]:
-    started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
-    shutdown = asyncio.Event()
-    task = asyncio.create_task(
-        async_run(load_config(config), nats_url=url, shutdown=shutdown,
-                  ready=started.set_result, metrics_port=None, store_dir=store_dir,
-                  handle_signals=False)
-    )  # fmt: skip
-    await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    try:
-        yield started.result()
-    finally:
-        shutdown.set()
-        await task
 
 
 async def routed(nc: NATS, publish: list[tuple[bytes, dict[str, str] | None]]) -> list[Msg]:

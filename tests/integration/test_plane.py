@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -101,23 +102,16 @@ async def messages(nc: NATS, stream: str) -> int:
     return int((await nc.jetstream().stream_info(stream)).state.messages)
 
 
-@pytest.fixture
-async def service(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Service]:
-    """Millstream on the example config, in this process, against `nats_server`."""
-    config = load_config(EXAMPLE)
+@asynccontextmanager
+async def running(config: Path, url: str, store_dir: Path) -> AsyncIterator[Service]:
+    """Millstream on `config`, in this process, against `url`, until the block ends."""
     started: asyncio.Future[Service] = asyncio.get_running_loop().create_future()
     shutdown = asyncio.Event()
     task = asyncio.create_task(
-        async_run(
-            config,
-            nats_url=nats_server.url,
-            shutdown=shutdown,
-            ready=started.set_result,
-            metrics_port=None,
-            store_dir=tmp_path,
-            handle_signals=False,
-        )
-    )
+        async_run(load_config(config), nats_url=url, shutdown=shutdown,
+                  ready=started.set_result, metrics_port=None, store_dir=store_dir,
+                  handle_signals=False)
+    )  # fmt: skip
     await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         task.result()
@@ -126,6 +120,13 @@ async def service(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Se
     finally:
         shutdown.set()
         await task
+
+
+@pytest.fixture
+async def service(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Service]:
+    """Millstream on the example config, in this process, against `nats_server`."""
+    async with running(EXAMPLE, nats_server.url, tmp_path) as svc:
+        yield svc
 
 
 class Capture:

@@ -453,13 +453,7 @@ mod tests {
             r#"{"_action": "Millstream: stock moves(#12)", "_id": 4720, "date": "2026-11-28 06:00:00", "product_uom_qty": 500.0, "production_id": false, "name": "caf\u00e9 \"quoted\"", "picking_id": [305, "WH/IN/00305"]}"#,
         ];
         let specials: &[u8] = b"\"\\,:{}[] 0123456789.eE+-tfnux\t\n\x01\x7f/";
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = crate::test_rng(0x9E37_79B9_7F4A_7C15);
         for doc in events {
             for _ in 0..3_000 {
                 let mut b = doc.as_bytes().to_vec();

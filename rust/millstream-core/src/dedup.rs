@@ -70,7 +70,7 @@ impl BuildHasher for PassThrough {
 
 pub(crate) type HashTable<V> = HashMap<KeyHash, V, PassThrough>;
 
-pub(crate) const TICK_MS: u64 = 10;
+const TICK_MS: u64 = 10;
 /// The top bit of a slot's tick marks a reserved (not yet committed) key; the other 31 bits
 /// are the time, enough for 248 days of 10 ms ticks.
 const PENDING: u32 = 1 << 31;

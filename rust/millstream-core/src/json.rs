@@ -193,13 +193,7 @@ mod tests {
     /// escaping, floats across their range, integers at the edges.
     #[test]
     fn sonic_rs_writes_what_serde_json_writes() {
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = crate::test_rng(0x2545_F491_4F6C_DD1D);
         let mut values: Vec<Json<'static>> = vec![
             Json::Null,
             Json::Bool(true),

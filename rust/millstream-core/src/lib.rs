@@ -18,5 +18,18 @@ pub mod template;
 pub mod validate;
 
 pub use error::{PlanError, Reason, Rejection};
+
+/// A seeded xorshift generator for the randomised tests: the same sequence on every run, so
+/// a failure can be reproduced.
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
 pub use pipeline::{CeAttributes, Delivery, Outcome, Pipeline, Skip, Stats, Status};
 pub use plan::{DeliveryMode, Lane};

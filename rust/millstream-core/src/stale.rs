@@ -3,7 +3,7 @@
 //! arrive out of order). Bounded: at capacity the least recently touched tenth is forgotten,
 //! after which a very late update for those entities is let through.
 
-use crate::dedup::{evict_oldest, Clock, HashTable, Journal, KeyHash, PassThrough, TICK_MS};
+use crate::dedup::{evict_oldest, Clock, HashTable, Journal, KeyHash, PassThrough};
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -55,12 +55,12 @@ impl StaleGuard {
     /// Every entity's newest version with the Unix millisecond it was last touched, for a
     /// snapshot that survives a restart.
     pub fn export(&self) -> Vec<(KeyHash, i64, u64)> {
-        let Some(epoch) = self.clock.epoch_ms else {
+        if self.clock.epoch_ms.is_none() {
             return Vec::new();
-        };
+        }
         self.table
             .iter()
-            .map(|(k, e)| (*k, e.version, epoch + u64::from(e.touched) * TICK_MS))
+            .map(|(k, e)| (*k, e.version, self.clock.ms(e.touched)))
             .collect()
     }
 

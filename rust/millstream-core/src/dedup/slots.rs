@@ -282,6 +282,18 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Key `n`, in threes whose low 64 bits differ by 0-2: their homes coincide or touch, so
+    /// clusters form and removals shift them.
+    fn clustered(n: u64) -> KeyHash {
+        let mut k = [0u8; 16];
+        let lo = (n / 3)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(n % 3);
+        k[..8].copy_from_slice(&lo.to_le_bytes());
+        k[8..].copy_from_slice(&n.to_le_bytes());
+        KeyHash(k)
+    }
+
     #[test]
     fn slot_is_twenty_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 20);
@@ -293,24 +305,8 @@ mod tests {
     fn behaves_like_a_map_under_churn() {
         let mut t = Slots::new(500);
         let mut model: HashMap<[u8; 16], u32> = HashMap::new();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut rnd = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let key = |n: u64| {
-            // 900 distinct keys in threes whose low 64 bits differ by 0-2: their homes
-            // coincide or touch, so clusters form and removals shift them
-            let mut k = [0u8; 16];
-            let lo = (n / 3)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(n % 3);
-            k[..8].copy_from_slice(&lo.to_le_bytes());
-            k[8..].copy_from_slice(&n.to_le_bytes());
-            KeyHash(k)
-        };
+        let mut rnd = crate::test_rng(0x9E37_79B9_7F4A_7C15);
+        let key = clustered;
         for step in 0..200_000u32 {
             let k = key(rnd() % 900);
             match rnd() % 3 {
@@ -339,22 +335,8 @@ mod tests {
     /// past the reader. Keys share homes in threes, so clusters are long.
     #[test]
     fn read_in_parts_under_churn_finds_every_key_held_throughout() {
-        let key = |n: u64| {
-            let mut k = [0u8; 16];
-            let lo = (n / 3)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(n % 3);
-            k[..8].copy_from_slice(&lo.to_le_bytes());
-            k[8..].copy_from_slice(&n.to_le_bytes());
-            KeyHash(k)
-        };
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let key = clustered;
+        let mut rnd = crate::test_rng(0x2545_F491_4F6C_DD1D);
         for round in 0..20u64 {
             let mut t = Slots::new(2_000);
             let mut held: Vec<u64> = (0..2_000).map(|i| round * 1_000_000 + i).collect();
