@@ -164,7 +164,8 @@ struct Arrival {
 ///
 /// Entries are kept in the form a snapshot writes (times in Unix milliseconds), so taking
 /// them is a swap: a save takes them under the pipeline's lock, and converting a few hundred
-/// thousand entries there held every event back for 7-22 ms (measured at 25-60k events/s).
+/// thousand entries there held every event back for milliseconds, in proportion to the
+/// keys (BENCHMARKS.md, session 6).
 pub(crate) struct Journal<T> {
     on: bool,
     lost: bool,

@@ -28,8 +28,8 @@ const MAGIC: &[u8; 4] = b"MSS1";
 /// Deltas written before the next save is a full snapshot (a minute at the default 5 s).
 const MAX_DELTAS: usize = 12;
 /// Dedup table slots read per hold of the pipeline when a route is saved whole (1.3 MB of
-/// table). Read in one hold, 124k keys took 10 ms (a debug print, session 6), and a full
-/// telemetry route holds two million.
+/// table). Read in one hold, the time grows with the keys, and a full telemetry route holds
+/// two million (BENCHMARKS.md, session 6).
 const EXPORT_PART_SLOTS: usize = 1 << 16;
 
 #[derive(Clone)]
