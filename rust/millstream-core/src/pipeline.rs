@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use chrono::DateTime;
@@ -172,6 +173,10 @@ struct MappingRt {
     subject: Option<Template>,
     time: Option<String>,
     partitionkey: Option<Template>,
+    /// Length of the longest recent canonical JSON written for this mapping: the next
+    /// entity's buffer starts that large, so serialising does not grow it step by step (a telemetry sample's
+    /// canonical form is longer than its input, an Odoo body's shorter).
+    data_len: AtomicUsize,
 }
 
 struct Dedup {
@@ -379,6 +384,7 @@ impl Pipeline {
                 subject: tmpl(&m.subject)?,
                 time: m.time.clone(),
                 partitionkey: tmpl(&m.partitionkey)?,
+                data_len: AtomicUsize::new(0),
             });
         }
         let mut sources = Vec::new();
@@ -915,7 +921,9 @@ impl Pipeline {
         // dead letter leaves no trace that would make its fixed replay look like a duplicate.
         let mut plans: Vec<Candidate> = Vec::new();
         let mut matched = false;
-        let mut key_text = String::new();
+        // Dedup and stale keys are rendered here one after another; sized once so rendering
+        // does not regrow it (that showed as a few % of the router in profiles).
+        let mut key_text = String::with_capacity(128);
         for &ri in resolved.routes.iter() {
             let r = &self.routes[ri];
             if !(r.types.is_empty() || r.types.iter().any(|t| **t == *m.ce_type)) {
@@ -982,11 +990,15 @@ impl Pipeline {
                 format!("no route takes {} from {subject:?}", m.canonical),
             ));
         }
-        // The canonical form is about as long as the input: one allocation, not a doubling
-        // series.
-        let mut data = Vec::with_capacity(payload.len() + 64);
+        // One allocation, not a doubling series: as long as this mapping's last entity.
+        let hint = m.data_len.load(Relaxed);
+        let mut data = Vec::with_capacity(hint.max(payload.len()) + 64);
         if write_json(&mut data, &Json::Obj(entity)).is_err() {
             data.clear();
+        }
+        // Stored only when it grows (or shrinks by half): worker threads share this line.
+        if data.len() > hint || data.len() * 2 < hint {
+            m.data_len.store(data.len(), Relaxed);
         }
         Prepared::Routable {
             outcome: Outcome {

@@ -155,7 +155,9 @@ const EGRESS_QUEUE: usize = 8;
 /// task, so on two cores the pipeline and egress overlap instead of taking turns; it keeps
 /// the order of the batches it is given.
 pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
-    let (tx, mut rx) = mpsc::channel::<Vec<(Inbound, Option<Outcome>)>>(EGRESS_QUEUE);
+    // Inputs and their outcomes travel as two vectors, not one of pairs: zipping them into
+    // pairs copied every event's few hundred bytes once more (5% of the router in a profile).
+    let (tx, mut rx) = mpsc::channel::<(Vec<Inbound>, Option<Vec<Outcome>>)>(EGRESS_QUEUE);
     let egress_shared = shared.clone();
     let egress_task = tokio::spawn(async move {
         let mut headers = egress::HeaderCache::default();
@@ -168,16 +170,20 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
                 generation = now;
             }
             let mut waiting = Vec::new();
-            for (msg, out) in batch {
-                match out {
-                    Some(out) => {
+            match batch {
+                (msgs, Some(outcomes)) => {
+                    for (msg, out) in msgs.into_iter().zip(outcomes) {
                         if let Some(w) =
                             egress::dispatch(&egress_shared, &mut headers, msg, out).await
                         {
                             waiting.push(w);
                         }
                     }
-                    None => egress::relay(&egress_shared, msg).await,
+                }
+                (msgs, None) => {
+                    for msg in msgs {
+                        egress::relay(&egress_shared, msg).await;
+                    }
                 }
             }
             if let Some(w) = &egress_shared.wire {
@@ -200,18 +206,15 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
         let turn = shared.turn.lock().await;
         let m = &shared.metrics.lanes[ix(lane)];
         m.taken(buf.len());
-        let batch: Vec<(Inbound, Option<Outcome>)> = if shared.passthrough {
-            buf.drain(..).map(|msg| (msg, None)).collect()
-        } else {
-            let outcomes = {
-                let mut p = shared.pipeline();
-                p.process_batch(
-                    buf.iter().map(|m| (m.subject.as_str(), m.payload.as_ref())),
-                    now_ms(),
-                )
-            };
-            buf.drain(..).zip(outcomes.into_iter().map(Some)).collect()
-        };
+        let outcomes = (!shared.passthrough).then(|| {
+            let mut p = shared.pipeline();
+            p.process_batch(
+                buf.iter().map(|m| (m.subject.as_str(), m.payload.as_ref())),
+                now_ms(),
+            )
+        });
+        let next = Vec::with_capacity(buf.len().max(16));
+        let batch = (std::mem::replace(&mut buf, next), outcomes);
         shared.egress_queued.fetch_add(1, Ordering::AcqRel);
         if tx.send(batch).await.is_err() {
             break;

@@ -428,7 +428,9 @@ async fn write_loop(inner: &Inner, mut wr: WriteHalf<'_>) -> String {
         inner.written.fetch_add(n, Ordering::AcqRel);
         inner.progress.notify_waiters();
         chunk.clear();
-        spare = if chunk.capacity() <= 4 * WRITE_CHUNK {
+        // A buffer that grew under load keeps its size (up to a bound): growing again copies
+        // everything queued, which showed as a few % of the router at high rates.
+        spare = if chunk.capacity() <= 16 * WRITE_CHUNK {
             chunk
         } else {
             BytesMut::with_capacity(WRITE_CHUNK)
