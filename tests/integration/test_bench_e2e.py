@@ -31,6 +31,12 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
         # the CPU each router and the server spent per event at 25k/s offered
         cpu = r["cpu_at_25k"]
         assert cpu["router_us_per_event"] > 0 and cpu["nats_server_us_per_event"] > 0, r
+        # and at every load point the same two figures (at the toy's few hundred events a
+        # point can round to 0 clock ticks, so only their presence is certain there)
+        for p in r["latency"]:
+            assert set(p["cpu"]) == {"router_us_per_event", "nats_server_us_per_event"}, p
+        at_25k = [p["cpu"] for p in r["latency"] if p["offered_per_s"] == 25_000]
+        assert at_25k == [cpu], r
     js = result["jetstream"]
     assert js["lost"] == 0 and js["duplicates"] == 0, js
     assert js["stored"] == js["sent"] == 3_000, js
