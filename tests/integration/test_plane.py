@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -204,6 +205,14 @@ async def test_every_example_case_end_to_end(service: Service, nc: NATS) -> None
 
 
 INJECTIONS = ["*", ">", "a.b", "press.>", "x y", "dus\tx", "..", "a\r\nPUB evil 1", "ü", ""]
+
+
+async def test_the_data_plane_keeps_freed_memory_mapped(service: Service) -> None:
+    # mimalloc's default returns memory left free for a second to the OS; the router's batch
+    # buffers then fault it back in, which stalled batches for tens of ms (BENCHMARKS.md).
+    # A running plane turns purging off unless MIMALLOC_PURGE_DELAY chooses otherwise.
+    expected = int(os.environ.get("MIMALLOC_PURGE_DELAY", "-1"))
+    assert service.stats()["allocator"] == {"purge_delay_ms": expected}
 
 
 async def test_subject_injection_never_reaches_a_subject(service: Service, nc: NATS) -> None:

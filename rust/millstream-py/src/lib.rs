@@ -19,6 +19,40 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// A process that runs the data plane keeps the memory it frees mapped, unless
+/// `MIMALLOC_PURGE_DELAY` says otherwise. mimalloc returns memory left free for a second
+/// (its default purge delay) to the OS, and the router's per-batch buffers then fault it back
+/// in page by page: under steady load the resident size swung by ~60 MB every few seconds, and
+/// the page faults stalled batches for tens of ms. Without purging, the p99 at 110k events/s
+/// went from 4-56 ms to 4-10 ms in the same runs, for a resident size that stays at its high
+/// mark (~300 MB instead of 180-280 MB with a full two-million-key dedup table; BENCHMARKS.md).
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (libmimalloc-sys 0.1.49 has no
+/// constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    // Set only while it holds v3's default of 1000 ms, so a mimalloc with another layout has
+    // nothing else changed.
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = MI_OPTION_PURGE_DELAY;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: reads and sets one integer option; mimalloc reads it when it decides to purge.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(PURGE_DELAY) == 1000 {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+        }
+    }
+}
+
+/// The purge delay in effect (ms; -1: never), for `Plane.stats()["allocator"]`.
+#[allow(unsafe_code)]
+fn purge_delay_ms() -> std::os::raw::c_long {
+    // SAFETY: reads one integer option.
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+}
+
 /// Raise `millstream.errors.<name>(msg)`, the one Python exception hierarchy.
 fn py_error(py: Python<'_>, name: &str, msg: String) -> PyErr {
     match py
@@ -523,6 +557,7 @@ impl Plane {
     #[new]
     #[pyo3(signature = (plan_json, plane_json, threads=1))]
     fn new(py: Python<'_>, plan_json: &str, plane_json: &str, threads: usize) -> PyResult<Self> {
+        keep_freed_memory();
         let pipeline = Pipeline::from_json(plan_json)
             .and_then(|p| p.with_threads(threads))
             .map_err(|e| py_error(py, "PlanError", e.to_string()))?;
@@ -591,7 +626,13 @@ impl Plane {
 
     /// Counters, lane depths, latency histograms and connection state (a fresh dict).
     fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let v = py.detach(|| self.lock().stats());
+        let mut v = py.detach(|| self.lock().stats());
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "allocator".into(),
+                serde_json::json!({"purge_delay_ms": purge_delay_ms()}),
+            );
+        }
         json_to_py(py, &v)
     }
 
