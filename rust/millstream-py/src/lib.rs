@@ -19,29 +19,27 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A process that runs the data plane keeps the memory it frees mapped, unless
-/// `MIMALLOC_PURGE_DELAY` says otherwise. mimalloc returns memory left free for a second
-/// (its default purge delay) to the OS, and the router's per-batch buffers then fault it back
-/// in page by page: under steady load the resident size swung by ~60 MB every few seconds, and
-/// the page faults stalled batches for tens of ms. Without purging, the p99 at 110k events/s
-/// went from 4-56 ms to 4-10 ms in the same runs, for a resident size that stays at its high
-/// mark (~300 MB instead of 180-280 MB with a full two-million-key dedup table; BENCHMARKS.md).
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (libmimalloc-sys 0.1.49 has no
 /// constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// A process that runs the data plane keeps the memory it frees mapped, unless
+/// `MIMALLOC_PURGE_DELAY` says otherwise. mimalloc returns memory left free for a second
+/// (its default purge delay) to the OS, and the router's per-batch buffers then fault it back
+/// in page by page: under steady load the resident size swung up and down every few seconds,
+/// and the page faults stalled whole batches, the largest part of the p99 at half of
+/// saturation. The cost: the resident size stays at its high mark. Measured in BENCHMARKS.md.
 #[allow(unsafe_code)]
 fn keep_freed_memory() {
-    // Set only while it holds v3's default of 1000 ms, so a mimalloc with another layout has
-    // nothing else changed.
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = MI_OPTION_PURGE_DELAY;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
     // SAFETY: reads and sets one integer option; mimalloc reads it when it decides to purge.
+    // Set only while it holds v3's default of 1000 ms, so a mimalloc whose option layout
+    // differs has nothing else changed.
     unsafe {
-        if libmimalloc_sys::mi_option_get(PURGE_DELAY) == 1000 {
-            libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 1000 {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
         }
     }
 }
