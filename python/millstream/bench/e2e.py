@@ -312,7 +312,6 @@ def bench_router(
                 break
             rate = min(rate * 1.25, plan.ramp_to)
         latency = []
-        cpu: dict[str, float] = {}
         for offered in sorted({FIXED_LOAD, *(round(sat * s) for s in SHARES)}):
             if offered < 100:
                 continue
@@ -332,8 +331,6 @@ def bench_router(
                 end = cpu_seconds(pid) if pid else None
                 if start is not None and end is not None and r["sent"]:
                     point_cpu[f"{who}_us_per_event"] = (end - start) / r["sent"] * 1e6
-            if offered == FIXED_LOAD:
-                cpu = point_cpu
             lat = r["latency_ms"]
             latency.append(
                 {
@@ -365,7 +362,7 @@ def bench_router(
         "saturated": sat < KEEPS_UP * rate,
         "generator_lag_ms": max(float(r["generator_lag_ms"]) for r in runs),
         "latency": latency,
-        "cpu_at_25k": cpu or None,
+        "cpu_at_25k": next((p["cpu"] for p in latency if p["offered_per_s"] == FIXED_LOAD), None),
     }
 
 

@@ -357,7 +357,8 @@ pub fn cast<'e>(
 
 /// `t.to_rfc3339_opts(SecondsFormat::AutoSi, true)`, byte for byte, written directly: chrono
 /// formats through `core::fmt`, which was 2-3% of the router on telemetry (every sample has a
-/// timestamp). Years are 1970..=9999 here (see `from_epoch_ms`); others go to chrono.
+/// timestamp). Four-digit years only; a year needing a sign, or a leap second, goes to
+/// chrono.
 fn rfc3339(t: &DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
     let year = t.year();
@@ -512,6 +513,8 @@ fn odoo_datetime(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDateTime;
+    use serde_json::json;
 
     #[test]
     fn rfc3339_writes_what_chrono_writes() {
@@ -539,8 +542,6 @@ mod tests {
             assert_eq!(rfc3339(&t), t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
         }
     }
-    use chrono::NaiveDateTime;
-    use serde_json::json;
 
     fn spec(v: Value) -> FieldSpec {
         let mut base = json!({

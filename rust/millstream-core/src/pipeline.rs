@@ -174,8 +174,8 @@ struct MappingRt {
     time: Option<String>,
     partitionkey: Option<Template>,
     /// Length of the longest recent canonical JSON written for this mapping: the next
-    /// entity's buffer starts that large, so serialising does not grow it step by step (a telemetry sample's
-    /// canonical form is longer than its input, an Odoo body's shorter).
+    /// entity's buffer starts that large, so serialising does not grow it step by step (a
+    /// telemetry sample's canonical form is longer than its input, an Odoo body's shorter).
     data_len: AtomicUsize,
 }
 
