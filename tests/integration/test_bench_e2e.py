@@ -43,5 +43,12 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
     assert js["complete"], js
     ceiling = js["ceiling"]
     assert ceiling["stored"] == ceiling["sent"] == 3_000 and ceiling["duplicates"] == 0, ceiling
+    # what each process spent per stored event on the JetStream path; the router and the
+    # server both do work for every one of the 3,000 events (startup is not counted)
+    for path in (js, ceiling):
+        assert set(path["cpu"]) == {"router_us_per_event", "nats_server_us_per_event",
+                                    "generator_and_sink_us_per_event"}, path  # fmt: skip
+        assert path["cpu"]["nats_server_us_per_event"] > 0, path
+    assert "CPU per stored event" in summary(result)
     assert "millstream / passthrough" in summary(result)
     assert "NOT SATURATED" in summary(result)

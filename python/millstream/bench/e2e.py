@@ -27,7 +27,8 @@ events/s and 25/50/80% of that router's saturation.
 Then the JetStream path: Odoo stock moves published into stream ODOO_IN, the example config's
 at-least-once route into MFG_OUT, counted from the stream: events/s, lost and duplicates; and
 its ceiling, the passthrough relay on the same input with its outputs stored in a stream.
-Per router, the CPU its process and nats-server spent per event at 25k/s (`/proc`).
+Per router, the CPU its process and nats-server spent per event at each load step (`/proc`);
+on the JetStream path, per stored event, also the generator's and sink's (this process).
 
     millstream bench e2e [--json PATH] [--plot PATH.png] [--quick]
 """
@@ -393,7 +394,12 @@ def _ensure_stream(url: str, name: str, subjects: list[str]) -> None:
 
 
 def bench_jetstream(
-    url: str, config: Path, work: Path, plan: Plan, router_name: str = "millstream"
+    url: str,
+    config: Path,
+    work: Path,
+    plan: Plan,
+    router_name: str = "millstream",
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """Odoo stock moves JetStream -> Millstream (at least once, dedup) -> JetStream MFG_OUT,
     counted from the stream. With `router_name="passthrough"`, the ceiling of that path on
@@ -405,6 +411,11 @@ def bench_jetstream(
     else:
         sink_subject, sink_stream = "mfg.inventory.>", "MFG_OUT"
     router = start_router(router_name, url, config, work)
+    # CPU per event of each process on the path: on two shared cores, what one of them spends
+    # the others cannot. The generator and sink run in this process.
+    procs = [("router", router.proc.pid), ("nats_server", server_pid),
+             ("generator_and_sink", os.getpid())]  # fmt: skip
+    cpu_before = {who: cpu_seconds(pid) if pid else None for who, pid in procs}
     try:
         # offered at the target rate: a path that keeps up stores each event about as fast as
         # it is published; one that cannot builds a backlog in ODOO_IN, and its throughput is
@@ -416,6 +427,11 @@ def bench_jetstream(
                     sink_stream=sink_stream, settle_s=JS_SETTLE_S)  # fmt: skip
         r = load.run(_progress(label))
         _done(label, r)
+        cpu = {}
+        for who, pid in procs:
+            start, end = cpu_before[who], cpu_seconds(pid) if pid else None
+            if start is not None and end is not None and r["distinct"]:
+                cpu[f"{who}_us_per_event"] = (end - start) / r["distinct"] * 1e6
     finally:
         router.stop()
     # The path lags the generator (JetStream buffers the backlog), so its throughput is every
@@ -435,6 +451,7 @@ def bench_jetstream(
         "complete": r["elapsed_s"] - r["last_receive_s"] >= JS_SETTLE_S * 0.9,
         "p50_ms": r["latency_ms"]["p50"],
         "p99_ms": r["latency_ms"]["p99"],
+        "cpu": cpu or None,
     }
 
 
@@ -468,8 +485,8 @@ def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
         print(f"nats-server {server.info.get('version')} at {server.url}", file=sys.stderr)
         pid = server.pid
         results = [bench_router(name, server.url, config, work, plan, pid) for name in ROUTERS]
-        js = bench_jetstream(server.url, config, work, plan)
-        js["ceiling"] = bench_jetstream(server.url, config, work, plan, "passthrough")
+        js = bench_jetstream(server.url, config, work, plan, server_pid=pid)
+        js["ceiling"] = bench_jetstream(server.url, config, work, plan, "passthrough", pid)
         version = server.info.get("version")
     by = {r["name"]: r for r in results}
     ms, pt, py = by["millstream"], by["passthrough"], by["python_baseline"]
@@ -523,6 +540,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_line(cpu: dict[str, float]) -> str:
+    return ", ".join(
+        f"{k.removesuffix('_us_per_event').replace('_', ' ')} {v:.1f} µs" for k, v in cpu.items()
+    )
+
+
 def summary(result: dict[str, Any]) -> str:
     lines = [f"e2e on {result['machine'].get('cpu')} ({os.cpu_count()} cores)"]
     for r in result["results"]:
@@ -560,12 +583,16 @@ def summary(result: dict[str, Any]) -> str:
         f"{js['duplicates']} (target >= {TARGETS['jetstream']:,.0f}/s, 0, 0: "
         f"{'met' if met['jetstream'] else 'MISSED'})",
     ]
+    if js.get("cpu"):
+        lines.append(f"      CPU per stored event: {_cpu_line(js['cpu'])}")
     if js.get("ceiling"):
         c = js["ceiling"]
         lines.append(
             f"  jetstream ceiling (passthrough relay, same input, outputs stored unacknowledged): "
             f"{c['events_per_s']:,.0f} events/s, lost {c['lost']}, duplicates {c['duplicates']}"
         )
+        if c.get("cpu"):
+            lines.append(f"      CPU per stored event: {_cpu_line(c['cpu'])}")
     if not js.get("complete", True):
         lines.append(
             "  jetstream: the sink's wait ended while outputs were still being stored; "
