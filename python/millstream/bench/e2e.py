@@ -261,11 +261,31 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_times() -> list[int] | None:
+    """The machine's CPU time so far by kind (Linux `/proc/stat`, clock ticks), or None."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    return [int(x) for x in first[1:]] if first and first[0] == "cpu" else None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Of the machine's CPU time between two readings, the share the hypervisor gave to
+    other guests ("steal", the 8th field): on a shared VM it is time this run was promised
+    and did not get, so a phase with a large share measured a slower machine."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    total = sum(after[:8]) - sum(before[:8])
+    return (after[7] - before[7]) / total if total > 0 else None
+
+
 def bench_router(
     name: str, url: str, config: Path, work: Path, plan: Plan, server_pid: int | None = None
 ) -> dict[str, Any]:
     sink = "passthrough.>" if name == "passthrough" else "mfg.telemetry.>"
     router = start_router(name, url, config, work)
+    times = machine_times()
     try:
         ramp: list[dict[str, Any]] = []
 
@@ -364,6 +384,7 @@ def bench_router(
         "generator_lag_ms": max(float(r["generator_lag_ms"]) for r in runs),
         "latency": latency,
         "cpu_at_25k": next((p["cpu"] for p in latency if p["offered_per_s"] == FIXED_LOAD), None),
+        "steal_share": steal_share(times, machine_times()),
     }
 
 
@@ -416,6 +437,7 @@ def bench_jetstream(
     procs = [("router", router.proc.pid), ("nats_server", server_pid),
              ("generator_and_sink", os.getpid())]  # fmt: skip
     cpu_before = {who: cpu_seconds(pid) if pid else None for who, pid in procs}
+    times = machine_times()
     try:
         # offered at the target rate: a path that keeps up stores each event about as fast as
         # it is published; one that cannot builds a backlog in ODOO_IN, and its throughput is
@@ -452,6 +474,7 @@ def bench_jetstream(
         "p50_ms": r["latency_ms"]["p50"],
         "p99_ms": r["latency_ms"]["p99"],
         "cpu": cpu or None,
+        "steal_share": steal_share(times, machine_times()),
     }
 
 
@@ -540,10 +563,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cpu_line(cpu: dict[str, float]) -> str:
-    return ", ".join(
+def cpu_line(cpu: dict[str, float]) -> str:
+    line = ", ".join(
         f"{k.removesuffix('_us_per_event').replace('_', ' ')} {v:.1f} µs" for k, v in cpu.items()
     )
+    # What the server's share alone allows: every core busy with nothing but nats-server.
+    server = cpu.get("nats_server_us_per_event")
+    cores = os.cpu_count() or 1
+    if server:
+        line += f" (nats-server alone: at most {cores * 1e6 / server:,.0f}/s on {cores} cores)"
+    return line
+
+
+# A hypervisor taking more than this share of the machine's CPU time is worth a word next to
+# the figures it slowed down.
+STEAL_NOTE = 0.02
+
+
+def steal_note(share: float | None) -> str:
+    if share is None or share < STEAL_NOTE:
+        return ""
+    return f"  (hypervisor steal {share:.0%} of CPU time)"
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -552,6 +592,7 @@ def summary(result: dict[str, Any]) -> str:
         flag = f"  UNSTABLE: spread over {SPREAD_LIMIT:.0%}" if r["unstable"] else ""
         if not r.get("saturated", True):
             flag += "  NOT SATURATED: kept up with the top of the ramp (a lower bound)"
+        flag += steal_note(r.get("steal_share"))
         lines.append(
             f"  {r['name']:<16} {r['events_per_s']:>10,.0f} events/s "
             f"(runs {', '.join(f'{x:,.0f}' for x in r['runs'])}; spread {r['spread']:.1%}){flag}"
@@ -584,7 +625,8 @@ def summary(result: dict[str, Any]) -> str:
         f"{'met' if met['jetstream'] else 'MISSED'})",
     ]
     if js.get("cpu"):
-        lines.append(f"      CPU per stored event: {_cpu_line(js['cpu'])}")
+        steal = steal_note(js.get("steal_share"))
+        lines.append(f"      CPU per stored event: {cpu_line(js['cpu'])}{steal}")
     if js.get("ceiling"):
         c = js["ceiling"]
         lines.append(
@@ -592,7 +634,8 @@ def summary(result: dict[str, Any]) -> str:
             f"{c['events_per_s']:,.0f} events/s, lost {c['lost']}, duplicates {c['duplicates']}"
         )
         if c.get("cpu"):
-            lines.append(f"      CPU per stored event: {_cpu_line(c['cpu'])}")
+            steal = steal_note(c.get("steal_share"))
+            lines.append(f"      CPU per stored event: {cpu_line(c['cpu'])}{steal}")
     if not js.get("complete", True):
         lines.append(
             "  jetstream: the sink's wait ended while outputs were still being stored; "

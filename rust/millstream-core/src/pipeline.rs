@@ -100,6 +100,20 @@ impl CeAttributes {
     }
 }
 
+#[cfg(test)]
+impl CeAttributes {
+    /// Attributes with only an id, for tests of what egress writes.
+    pub(crate) fn with_id(id: &str) -> CeAttributes {
+        CeAttributes {
+            source: Arc::from("urn:test"),
+            ce_type: Arc::from("test"),
+            dataschema: Arc::from("urn:test:schema"),
+            text: id.to_owned(),
+            ends: [u32::try_from(id.len()).ok(), None, None, None],
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub route: Arc<str>,

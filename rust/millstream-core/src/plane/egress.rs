@@ -119,13 +119,14 @@ impl HeaderCache {
         h
     }
 
-    /// The event's whole header block, for the egress connection; `msg_id` for JetStream.
+    /// The event's whole header block, for the egress connection; for JetStream with a
+    /// `Nats-Msg-Id` of the event's id and its route (see `msg_id`).
     fn block(
         &mut self,
         a: &CeAttributes,
         route_ix: usize,
         route: &str,
-        msg_id: Option<&str>,
+        with_msg_id: bool,
     ) -> &[u8] {
         let mut block = std::mem::take(&mut self.block);
         block.clear();
@@ -135,13 +136,25 @@ impl HeaderCache {
                 header_line(&mut block, name.as_ref(), &enc(v));
             }
         }
-        if let Some(id) = msg_id {
-            header_line(&mut block, "Nats-Msg-Id", id);
+        if with_msg_id {
+            // written in place; the same text as `msg_id` (`enc` maps each character on its
+            // own, and `@` is plain)
+            block.extend_from_slice(b"Nats-Msg-Id: ");
+            block.extend_from_slice(enc(a.id()).as_bytes());
+            block.push(b'@');
+            block.extend_from_slice(enc(route).as_bytes());
+            block.extend_from_slice(b"\r\n");
         }
         block.extend_from_slice(b"\r\n");
         self.block = block;
         &self.block
     }
+}
+
+/// An output's JetStream message id: unique per route, since two routes may share an output
+/// stream and JetStream deduplicates by id per stream. A redelivered input renders the same id.
+fn msg_id(a: &CeAttributes, route: &str) -> String {
+    enc(&format!("{}@{}", a.id(), route)).into_owned()
 }
 
 fn header_line(block: &mut Vec<u8>, name: &str, value: &str) {
@@ -220,7 +233,7 @@ pub(crate) async fn dispatch(
                         Some(w) => w
                             .publish(
                                 &d.subject,
-                                headers.block(attrs, d.route_ix, &d.route, None),
+                                headers.block(attrs, d.route_ix, &d.route, false),
                                 &data,
                             )
                             .map_err(|e| e.to_string()),
@@ -251,13 +264,10 @@ pub(crate) async fn dispatch(
                     }
                 }
                 DeliveryMode::AtLeastOnce => {
-                    // Unique per route: two routes may share an output stream, and JetStream
-                    // deduplicates by id per stream. A redelivered input renders the same id.
-                    let msg_id = enc(&format!("{}@{}", attrs.id(), d.route)).into_owned();
                     m.published.fetch_add(1, Relaxed);
                     let sent = match &shared.wire {
                         Some(w) => {
-                            let block = headers.block(attrs, d.route_ix, &d.route, Some(&msg_id));
+                            let block = headers.block(attrs, d.route_ix, &d.route, true);
                             w.publish_acked(&d.subject, block, &data)
                                 .await
                                 .map(Ack::Wire)
@@ -267,7 +277,7 @@ pub(crate) async fn dispatch(
                             let publish = PublishMessage::build()
                                 .payload(data.clone())
                                 .headers(headers.headers(attrs, d.route_ix, &d.route))
-                                .message_id(msg_id);
+                                .message_id(msg_id(attrs, &d.route));
                             shared
                                 .js
                                 .send_publish(d.subject.clone(), publish)
@@ -615,6 +625,21 @@ mod tests {
                 utf8_percent_encode(&v, HEADER_VALUE).to_string(),
                 "{v:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_block_carries_the_msg_id_only_for_jetstream_and_as_msg_id_renders_it() {
+        let mut headers = HeaderCache::default();
+        for (id, route) in [("dus-press-07-1", "telemetry"), ("a%b \"é\"\r\n", "r@€")] {
+            let a = CeAttributes::with_id(id);
+            let with = String::from_utf8(headers.block(&a, 0, route, true).to_vec()).unwrap();
+            let line = format!("\r\nNats-Msg-Id: {}\r\n", msg_id(&a, route));
+            assert!(with.contains(&line), "{with:?} lacks {line:?}");
+            assert!(with.ends_with("\r\n\r\n"), "{with:?}");
+            let without = String::from_utf8(headers.block(&a, 0, route, false).to_vec()).unwrap();
+            assert!(!without.contains("Nats-Msg-Id"), "{without:?}");
+            assert_eq!(with.replace(&line, "\r\n"), without);
         }
     }
 }

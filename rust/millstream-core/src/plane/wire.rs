@@ -507,21 +507,46 @@ fn pub_ack(headers: &[u8], payload: &[u8]) -> Result<(), String> {
     if !status.is_empty() && status != "NATS/1.0" && payload.is_empty() {
         return Err(format!("JetStream answered {status:?}"));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| format!("unreadable PubAck: {e}"))?;
-    if let Some(err) = v.get("error") {
+    // Read into the two fields that matter, not a generic value: one of these per output
+    // (a map and a string per key showed in the router's profile on the JetStream path).
+    // (serde would also read a struct from an array; JetStream answers with an object)
+    if payload.trim_ascii_start().first() != Some(&b'{') {
         return Err(format!(
-            "JetStream refused the publish: {}",
-            err.get("description")
-                .and_then(|d| d.as_str())
-                .unwrap_or("unknown error")
+            "unreadable PubAck: not a JSON object: {}",
+            String::from_utf8_lossy(&payload[..payload.len().min(200)])
         ));
     }
-    if v.get("stream").is_some() {
-        Ok(())
-    } else {
-        Err(format!("unexpected PubAck {v}"))
+    let reply: PubAckReply<'_> =
+        serde_json::from_slice(payload).map_err(|e| format!("unreadable PubAck: {e}"))?;
+    match reply {
+        PubAckReply {
+            error: Some(err), ..
+        } => Err(format!(
+            "JetStream refused the publish: {}",
+            err.description.as_deref().unwrap_or("unknown error")
+        )),
+        PubAckReply {
+            stream: Some(_), ..
+        } => Ok(()),
+        _ => Err(format!(
+            "unexpected PubAck {}",
+            String::from_utf8_lossy(&payload[..payload.len().min(200)])
+        )),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct PubAckReply<'a> {
+    #[serde(default)]
+    stream: Option<serde::de::IgnoredAny>,
+    #[serde(default, borrow)]
+    error: Option<ApiError<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ApiError<'a> {
+    #[serde(default, borrow)]
+    description: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[cfg(test)]
@@ -555,6 +580,11 @@ mod tests {
         let refused =
             br#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#;
         assert!(pub_ack(b"", refused).is_err_and(|e| e.contains("maximum messages exceeded")));
+        // a duplicate is a PubAck too (the output was stored before)
+        let dup = br#"{"stream":"MFG_OUT","seq":12,"duplicate":true}"#;
+        assert_eq!(pub_ack(b"", dup), Ok(()));
+        assert!(pub_ack(b"", br#"{"seq":1}"#).is_err_and(|e| e.contains("unexpected PubAck")));
+        assert!(pub_ack(b"", b"[1]").is_err_and(|e| e.contains("unreadable PubAck")));
     }
 
     #[test]
