@@ -406,8 +406,11 @@ fn rfc3339(t: &DateTime<Utc>) -> String {
     ] {
         b[at] = c;
     }
-    // ASCII digits and separators only
-    String::from_utf8_lossy(&b[..=end]).into_owned()
+    // ASCII digits and separators only, so the check cannot fail; the lossy conversion it
+    // replaced walked the bytes in UTF-8 chunks (4% of the map stage in a profile)
+    std::str::from_utf8(&b[..=end])
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 fn bad_time(v: &Json<'_>, why: &str) -> Rejection {
