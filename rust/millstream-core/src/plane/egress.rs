@@ -633,11 +633,13 @@ mod tests {
         let mut headers = HeaderCache::default();
         for (id, route) in [("dus-press-07-1", "telemetry"), ("a%b \"é\"\r\n", "r@€")] {
             let a = CeAttributes::with_id(id);
-            let with = String::from_utf8(headers.block(&a, 0, route, true).to_vec()).unwrap();
+            let with =
+                String::from_utf8(headers.block(&a, 0, route, true).to_vec()).expect("ASCII");
             let line = format!("\r\nNats-Msg-Id: {}\r\n", msg_id(&a, route));
             assert!(with.contains(&line), "{with:?} lacks {line:?}");
             assert!(with.ends_with("\r\n\r\n"), "{with:?}");
-            let without = String::from_utf8(headers.block(&a, 0, route, false).to_vec()).unwrap();
+            let without =
+                String::from_utf8(headers.block(&a, 0, route, false).to_vec()).expect("ASCII");
             assert!(!without.contains("Nats-Msg-Id"), "{without:?}");
             assert_eq!(with.replace(&line, "\r\n"), without);
         }
