@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import os
 
-from millstream.bench.e2e import cpu_line, spread, steal_note, steal_share
+from millstream.bench.e2e import (
+    cpu_line,
+    cpu_per_event,
+    cpu_readings,
+    spread,
+    steal_note,
+    steal_share,
+)
 
 
 def test_steal_share_is_the_hypervisors_part_of_the_time_between_two_readings() -> None:
@@ -33,3 +40,16 @@ def test_the_server_share_alone_bounds_the_path() -> None:
 
 def test_spread_is_range_over_median() -> None:
     assert spread([90.0, 100.0, 110.0]) == 0.2
+
+
+def test_cpu_per_event_leaves_out_a_process_without_both_readings() -> None:
+    procs: list[tuple[str, int | None]] = [("me", os.getpid()), ("absent", None)]
+    before = cpu_readings(procs)
+    assert before["absent"] is None
+    cpu = cpu_per_event(before, procs, 1_000)
+    if before["me"] is None:  # no /proc: nothing to report
+        assert cpu == {}
+    else:
+        assert set(cpu) == {"me_us_per_event"} and cpu["me_us_per_event"] >= 0
+    assert cpu_per_event(before, procs, 0) == {}, "no events: no figure"
+    assert cpu_per_event({"me": None, "absent": None}, procs, 1_000) == {}

@@ -261,6 +261,25 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_readings(procs: list[tuple[str, int | None]]) -> dict[str, float | None]:
+    """`cpu_seconds` of each named process (None for a missing pid or an unreadable one)."""
+    return {who: cpu_seconds(pid) if pid else None for who, pid in procs}
+
+
+def cpu_per_event(
+    before: dict[str, float | None], procs: list[tuple[str, int | None]], events: int
+) -> dict[str, float]:
+    """CPU µs each process spent per event since `before` (`cpu_readings` of the same
+    `procs`), as `{"<who>_us_per_event": µs}`; a process without both readings, or no events,
+    is left out."""
+    cpu: dict[str, float] = {}
+    for who, pid in procs:
+        start, end = before[who], cpu_seconds(pid) if pid else None
+        if start is not None and end is not None and events:
+            cpu[f"{who}_us_per_event"] = (end - start) / events * 1e6
+    return cpu
+
+
 def machine_times() -> list[int] | None:
     """The machine's CPU time so far by kind (Linux `/proc/stat`, clock ticks), or None."""
     try:
@@ -333,11 +352,14 @@ def bench_router(
                 break
             rate = min(rate * 1.25, plan.ramp_to)
         latency = []
+        measured: list[tuple[str, int | None]] = [
+            ("router", router.proc.pid),
+            ("nats_server", server_pid),
+        ]
         for offered in sorted({FIXED_LOAD, *(round(sat * s) for s in SHARES)}):
             if offered < 100:
                 continue
-            router_cpu = cpu_seconds(router.proc.pid)
-            server_cpu = cpu_seconds(server_pid) if server_pid else None
+            cpu_before = cpu_readings(measured)
             r = Load(url, sink, offered, plan.latency_s, plan.warmup_s).run(
                 _progress(f"{name} at {offered:,.0f}/s")
             )
@@ -345,13 +367,7 @@ def bench_router(
             # CPU per event at each load: how much of the shared machine each router needs,
             # steadier on a noisy VM than a saturation figure. At 25k/s every router keeps
             # up; at a share of its own saturation the batches are as large as in use.
-            point_cpu: dict[str, float] = {}
-            measured = [("router", router.proc.pid, router_cpu),
-                        ("nats_server", server_pid, server_cpu)]  # fmt: skip
-            for who, pid, start in measured:
-                end = cpu_seconds(pid) if pid else None
-                if start is not None and end is not None and r["sent"]:
-                    point_cpu[f"{who}_us_per_event"] = (end - start) / r["sent"] * 1e6
+            point_cpu = cpu_per_event(cpu_before, measured, r["sent"])
             lat = r["latency_ms"]
             latency.append(
                 {
@@ -436,7 +452,7 @@ def bench_jetstream(
     # the others cannot. The generator and sink run in this process.
     procs = [("router", router.proc.pid), ("nats_server", server_pid),
              ("generator_and_sink", os.getpid())]  # fmt: skip
-    cpu_before = {who: cpu_seconds(pid) if pid else None for who, pid in procs}
+    cpu_before = cpu_readings(procs)
     times = machine_times()
     try:
         # offered at the target rate: a path that keeps up stores each event about as fast as
@@ -449,11 +465,7 @@ def bench_jetstream(
                     sink_stream=sink_stream, settle_s=JS_SETTLE_S)  # fmt: skip
         r = load.run(_progress(label))
         _done(label, r)
-        cpu = {}
-        for who, pid in procs:
-            start, end = cpu_before[who], cpu_seconds(pid) if pid else None
-            if start is not None and end is not None and r["distinct"]:
-                cpu[f"{who}_us_per_event"] = (end - start) / r["distinct"] * 1e6
+        cpu = cpu_per_event(cpu_before, procs, r["distinct"])
     finally:
         router.stop()
     # The path lags the generator (JetStream buffers the backlog), so its throughput is every
