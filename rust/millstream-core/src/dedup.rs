@@ -382,8 +382,12 @@ impl DedupCache {
         // sized up front: a full table is tens of megabytes, and doubling into it copies
         // them again several times while the pipeline waits
         let mut out = Vec::with_capacity(self.table.len());
-        // one part that covers the whole table
-        self.export_part(&mut ReadAt::default(), usize::MAX, &mut out);
+        out.extend(
+            self.table
+                .iter()
+                .filter(|&(_, seen)| seen & PENDING == 0)
+                .map(|(k, seen)| (k, self.clock.ms(seen))),
+        );
         out
     }
 
@@ -394,7 +398,7 @@ impl DedupCache {
     /// them as one); a key remembered or confirmed meanwhile is in the next `take_changes`
     /// (take them when the export starts); a key that left meanwhile may or may not be.
     pub fn export_part(
-        &self,
+        &mut self,
         at: &mut ReadAt,
         slots: usize,
         out: &mut Vec<(KeyHash, u64)>,
@@ -402,8 +406,11 @@ impl DedupCache {
         if self.clock.epoch_ms.is_none() {
             return true;
         }
+        let clock = &self.clock;
         self.table.read_part(at, slots, out, |k, seen| {
-            (seen & PENDING == 0).then(|| (k, self.clock.ms(seen)))
+            (seen & PENDING == 0)
+                .then(|| clock.ms(seen))
+                .map(|ms| (k, ms))
         })
     }
 
@@ -539,8 +546,12 @@ mod tests {
             c.remember(KeyHash::of(&i.to_string()), 0);
             if c.len() >= 1_000 && i % 97 == 0 {
                 let per_key = c.memory_bytes() as f64 / c.len() as f64;
+                // while a growth is under way (the next table written ahead, then the
+                // entries moving over) both tables are held, as they were for a moment
+                // when a growth was done at once
+                let bound = if c.table.growing() { 110.0 } else { 64.0 };
                 assert!(
-                    per_key <= 64.0,
+                    per_key <= bound,
                     "{} keys: {per_key:.1} bytes per key",
                     c.len()
                 );

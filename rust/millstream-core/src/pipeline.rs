@@ -701,8 +701,12 @@ impl Pipeline {
     /// committed meanwhile are in the next `changed_state`; `DedupCache::export_part` says
     /// what a read in parts guarantees. `export` must come from this pipeline (a reload
     /// replaces it: start again).
-    pub fn export_part(&self, export: &mut RouteExport, slots: usize) -> bool {
-        match self.routes.get(export.route).and_then(|r| r.dedup.as_ref()) {
+    pub fn export_part(&mut self, export: &mut RouteExport, slots: usize) -> bool {
+        match self
+            .routes
+            .get_mut(export.route)
+            .and_then(|r| r.dedup.as_mut())
+        {
             Some(d) => d
                 .cache
                 .export_part(&mut export.at, slots, &mut export.state.dedup),

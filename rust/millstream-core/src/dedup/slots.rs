@@ -9,6 +9,13 @@
 //! rehash. Here a removal shifts the entries after it back instead, so there are no tombstones:
 //! the table's size follows the capacity alone (grown by doubling while it fills, never past
 //! `capacity / MAX_LOAD`). No maintained crate offers a table with that property.
+//!
+//! Growth is spread over inserts. The next table is written ahead, a few slots at every
+//! insert from 6 in 10 used, and after the growth the old table's entries move over a few
+//! slots at every insert while lookups read both tables. Done at once, a growth held the
+//! pipeline for 100-200 ms at a million keys in a router under load (most of it the kernel
+//! zeroing the new table's pages), a pause at every growth while a fresh router's telemetry
+//! table filled (the p99 at 80% of saturation in BENCHMARKS.md, session 9).
 
 use super::KeyHash;
 
@@ -19,6 +26,16 @@ pub(crate) const EMPTY: u32 = u32::MAX;
 /// common case: a new event) reads about 6 slots on average at this load, 20 bytes each,
 /// in one or two cache lines.
 const MAX_LOAD: (usize, usize) = (7, 10);
+
+/// Old slots moved over per insert while a growth is under way. A growth by half leaves
+/// 0.35 old sizes of inserts before the next one, and the move needs 1/MOVE_STEP of an old
+/// size: it is always done in time, at about five moved entries per insert.
+const MOVE_STEP: usize = 8;
+
+/// From this load the next table is written ahead, `PREPARE_STEP` slots per insert: the
+/// 1.5 sizes it needs are written by 6.5 in 10 used, before the growth at 7.
+const PREPARE_AT: (usize, usize) = (6, 10);
+const PREPARE_STEP: usize = 32;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -34,6 +51,17 @@ const FREE: Slot = Slot {
 
 pub(crate) struct Slots {
     slots: Vec<Slot>,
+    /// The next table, written ahead of the growth (empty until the load reaches
+    /// `PREPARE_AT`, and at full size).
+    spare: Vec<Slot>,
+    /// The table before the last growth, while its entries move into `slots` (empty once
+    /// they have). A key is in one of the two, never both.
+    old: Vec<Slot>,
+    /// The move goes round `old` from the free slot `start` back to it, a whole cluster at
+    /// a time: clusters end at free slots, so freeing a whole one leaves every other
+    /// probe in `old` as it was. `next` is where it has got to.
+    start: usize,
+    next: usize,
     len: usize,
     /// The size that holds `capacity` keys within `MAX_LOAD`.
     full: usize,
@@ -51,6 +79,13 @@ pub struct ReadAt {
     size: usize,
 }
 
+/// Which table holds a key, and where.
+#[derive(Clone, Copy)]
+enum At {
+    New(usize),
+    Old(usize),
+}
+
 /// The table's hash of a key: its low 64 bits (the key is an xxh3 hash already).
 fn lo(key: &[u8]) -> u64 {
     let mut b = [0u8; 8];
@@ -58,10 +93,84 @@ fn lo(key: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// A key's first slot in a table of `n`: the hash scaled onto it (multiply-shift), so the
+/// size need not be a power of two.
+fn home(n: usize, hash: u64) -> usize {
+    ((u128::from(hash) * n as u128) >> 64) as usize
+}
+
+fn next_in(n: usize, i: usize) -> usize {
+    if i + 1 == n {
+        0
+    } else {
+        i + 1
+    }
+}
+
+/// The slot of `t` holding a key that `is_key` accepts, probing from `hash`'s home; Err with
+/// the free slot that ends the probe when there is none.
+fn find_in(t: &[Slot], hash: u64, is_key: impl Fn(&[u8; 16]) -> bool) -> Result<usize, usize> {
+    if t.is_empty() {
+        // nothing remembered yet; `insert` grows the table before it looks
+        return Err(0);
+    }
+    let mut i = home(t.len(), hash);
+    loop {
+        let s = &t[i];
+        if s.val == EMPTY {
+            return Err(i);
+        }
+        if is_key(&s.key) {
+            return Ok(i);
+        }
+        i = next_in(t.len(), i);
+    }
+}
+
+/// Frees slot `i` of `t` and moves back each following entry that may sit closer to its
+/// home, so every probe still finds its key before a free slot.
+fn remove_in(t: &mut [Slot], i: usize) -> u32 {
+    let n = t.len();
+    let val = t[i].val;
+    let mut hole = i;
+    let mut j = i;
+    loop {
+        j = next_in(n, j);
+        let s = t[j];
+        if s.val == EMPTY {
+            break;
+        }
+        let home = home(n, lo(&s.key));
+        // The entry may move into the hole if the hole lies between its home and j.
+        if (j + n - home) % n >= (j + n - hole) % n {
+            t[hole] = s;
+            hole = j;
+        }
+    }
+    t[hole] = FREE;
+    val
+}
+
+#[allow(unsafe_code)]
+fn prefetch_slot(slot: &Slot) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it reads nothing and the address is in bounds.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slot;
+}
+
 impl Slots {
     pub(crate) fn new(capacity: usize) -> Slots {
         Slots {
             slots: Vec::new(),
+            spare: Vec::new(),
+            old: Vec::new(),
+            start: 0,
+            next: 0,
             len: 0,
             full: (capacity * MAX_LOAD.1).div_ceil(MAX_LOAD.0) + 1,
             max_shift: 0,
@@ -78,80 +187,64 @@ impl Slots {
         self.slots.len()
     }
 
+    /// True while the next table is written or the entries of the last one move over.
+    #[cfg(test)]
+    pub(crate) fn growing(&self) -> bool {
+        !self.old.is_empty() || self.spare.capacity() > 0
+    }
+
     fn placed(&mut self, i: usize, hash: u64) {
         let n = self.slots.len();
-        self.max_shift = self.max_shift.max((i + n - self.home(hash)) % n);
+        self.max_shift = self.max_shift.max((i + n - home(n, hash)) % n);
     }
 
     pub(crate) fn allocation_size(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
-    }
-
-    /// A key's first slot: the hash scaled onto the table (multiply-shift), so the size
-    /// need not be a power of two.
-    fn home(&self, hash: u64) -> usize {
-        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
+        (self.slots.capacity() + self.spare.capacity() + self.old.capacity())
+            * std::mem::size_of::<Slot>()
     }
 
     /// Starts loading the home slot of the key whose low 64 bits are `lo8` into the cache.
     /// The cache knows which key leaves next long before it does: at a full table of two
     /// million keys its slot is a cache miss, and an eviction costs one more miss than the
     /// insert that caused it without this.
-    #[allow(unsafe_code)]
     pub(crate) fn prefetch(&self, lo8: [u8; 8]) {
-        if self.slots.is_empty() {
-            return;
-        }
-        let slot = &self.slots[self.home(u64::from_le_bytes(lo8))];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is only a hint; it reads nothing and the address is in bounds.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast::<i8>());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
-    }
-
-    fn next(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() {
-            0
-        } else {
-            i + 1
-        }
-    }
-
-    /// The slot holding a key that `is_key` accepts, probing from `hash`'s home; Err with the
-    /// free slot that ends the probe when there is none.
-    fn find(&self, hash: u64, is_key: impl Fn(&[u8; 16]) -> bool) -> Result<usize, usize> {
-        if self.slots.is_empty() {
-            // nothing remembered yet; `insert` grows the table before it looks
-            return Err(0);
-        }
-        let mut i = self.home(hash);
-        loop {
-            let s = &self.slots[i];
-            if s.val == EMPTY {
-                return Err(i);
+        let hash = u64::from_le_bytes(lo8);
+        for t in [&self.slots, &self.old] {
+            if !t.is_empty() {
+                prefetch_slot(&t[home(t.len(), hash)]);
             }
-            if is_key(&s.key) {
-                return Ok(i);
-            }
-            i = self.next(i);
         }
     }
 
-    fn find_key(&self, key: &KeyHash) -> Result<usize, usize> {
+    fn find(&self, hash: u64, is_key: impl Fn(&[u8; 16]) -> bool) -> Option<At> {
+        match find_in(&self.slots, hash, &is_key) {
+            Ok(i) => Some(At::New(i)),
+            Err(_) if self.old.is_empty() => None,
+            Err(_) => find_in(&self.old, hash, is_key).ok().map(At::Old),
+        }
+    }
+
+    fn find_key(&self, key: &KeyHash) -> Option<At> {
         self.find(lo(&key.0), |k| *k == key.0)
     }
 
+    fn val(&mut self, at: At) -> &mut u32 {
+        match at {
+            At::New(i) => &mut self.slots[i].val,
+            At::Old(i) => &mut self.old[i].val,
+        }
+    }
+
     pub(crate) fn get(&self, key: &KeyHash) -> Option<u32> {
-        self.find_key(key).ok().map(|i| self.slots[i].val)
+        self.find_key(key).map(|at| match at {
+            At::New(i) => self.slots[i].val,
+            At::Old(i) => self.old[i].val,
+        })
     }
 
     pub(crate) fn get_mut(&mut self, key: &KeyHash) -> Option<&mut u32> {
-        let i = self.find_key(key).ok()?;
-        Some(&mut self.slots[i].val)
+        let at = self.find_key(key)?;
+        Some(self.val(at))
     }
 
     /// Sets `key`'s value; returns the previous one.
@@ -159,86 +252,134 @@ impl Slots {
         debug_assert_ne!(val, EMPTY);
         if (self.len + 1) * MAX_LOAD.1 > self.slots.len() * MAX_LOAD.0 {
             self.grow();
+        } else if self.len * PREPARE_AT.1 >= self.slots.len() * PREPARE_AT.0
+            && self.slots.len() < self.full
+        {
+            self.prepare(PREPARE_STEP);
         }
-        match self.find_key(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.slots[i].val, val)),
-            Err(i) => {
-                self.slots[i] = Slot { key: key.0, val };
-                self.placed(i, lo(&key.0));
-                self.len += 1;
-                None
-            }
+        self.move_over(MOVE_STEP);
+        if let Some(at) = self.find_key(&key) {
+            return Some(std::mem::replace(self.val(at), val));
+        }
+        self.put_new(Slot { key: key.0, val });
+        self.len += 1;
+        None
+    }
+
+    /// Places an entry known to be in neither table into `slots`.
+    fn put_new(&mut self, s: Slot) {
+        let hash = lo(&s.key);
+        if let Err(i) = find_in(&self.slots, hash, |_| false) {
+            self.slots[i] = s;
+            self.placed(i, hash);
         }
     }
 
     pub(crate) fn remove(&mut self, key: &KeyHash) -> Option<u32> {
-        let i = self.find_key(key).ok()?;
-        Some(self.remove_at(i))
+        let at = self.find_key(key)?;
+        Some(self.remove_at(at))
     }
 
     /// Removes the key whose low 64 bits are `lo8` if `drop` says yes to its value. Two keys
     /// sharing 64 bits among the ones remembered has odds of about 1 in 10^7 at two million
     /// keys; the cost would be one key forgotten early.
     pub(crate) fn remove_by_lo(&mut self, lo8: [u8; 8], drop: impl Fn(u32) -> bool) {
-        if let Ok(i) = self.find(u64::from_le_bytes(lo8), |k| k[..8] == lo8) {
-            if drop(self.slots[i].val) {
-                self.remove_at(i);
+        if let Some(at) = self.find(u64::from_le_bytes(lo8), |k| k[..8] == lo8) {
+            if drop(*self.val(at)) {
+                self.remove_at(at);
             }
         }
     }
 
-    /// Frees slot `i` and moves back each following entry that may sit closer to its home,
-    /// so every probe still finds its key before a free slot.
-    fn remove_at(&mut self, i: usize) -> u32 {
-        let n = self.slots.len();
-        let val = self.slots[i].val;
-        let mut hole = i;
-        let mut j = i;
-        loop {
-            j = self.next(j);
-            let s = self.slots[j];
-            if s.val == EMPTY {
-                break;
-            }
-            let home = self.home(lo(&s.key));
-            // The entry may move into the hole if the hole lies between its home and j.
-            if (j + n - home) % n >= (j + n - hole) % n {
-                self.slots[hole] = s;
-                hole = j;
-            }
-        }
-        self.slots[hole] = FREE;
+    fn remove_at(&mut self, at: At) -> u32 {
         self.len -= 1;
-        val
+        match at {
+            At::New(i) => remove_in(&mut self.slots, i),
+            // Shifts stay within the entry's cluster, which has not moved yet.
+            At::Old(i) => remove_in(&mut self.old, i),
+        }
     }
 
-    fn grow(&mut self) {
+    /// The table's size after the next growth.
+    fn next_size(&self) -> usize {
         let n = self.slots.len();
         // By half again while the cache fills (doubling would leave a just-grown table 35%
         // full, 57 bytes a key); `full` bounds it (past it only if a caller holds more keys
         // than the capacity, which the cache does not).
-        let size = if n < self.full {
+        if n < self.full {
             (n + n / 2).max(8).min(self.full)
         } else {
             n * 2
-        };
-        let old = std::mem::replace(&mut self.slots, vec![FREE; size]);
+        }
+    }
+
+    /// Writes up to `step` more free slots of the next table. Reserving the memory does
+    /// not touch it; writing it is where the OS maps and zeroes its pages.
+    fn prepare(&mut self, step: usize) {
+        let size = self.next_size();
+        if self.spare.capacity() < size {
+            self.spare = Vec::with_capacity(size);
+        }
+        let add = step.min(size - self.spare.len().min(size));
+        self.spare.extend(std::iter::repeat_n(FREE, add));
+    }
+
+    fn grow(&mut self) {
+        // a growth before the last one's move is done (more removals than inserts since,
+        // then a refill) finishes that move first
+        self.move_over(usize::MAX);
+        let size = self.next_size();
+        let mut next = std::mem::take(&mut self.spare);
+        next.truncate(size);
+        next.resize(size, FREE);
+        let old = std::mem::replace(&mut self.slots, next);
         self.max_shift = 0;
-        for s in old.into_iter().filter(|s| s.val != EMPTY) {
-            let hash = lo(&s.key);
-            if let Err(i) = self.find(hash, |_| false) {
-                self.slots[i] = s;
-                self.placed(i, hash);
+        // below MAX_LOAD there is always a free slot to start from
+        if let Some(start) = old.iter().position(|s| s.val == EMPTY) {
+            if self.len > 0 {
+                self.start = start;
+                self.next = next_in(old.len(), start);
+                self.old = old;
             }
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
-        self.range(0..self.slots.len())
+    /// Moves the entries of about `budget` slots of `old` into `slots`, whole clusters at a
+    /// time; frees `old` once all have moved.
+    fn move_over(&mut self, mut budget: usize) {
+        let n = self.old.len();
+        while budget > 0 && n > 0 {
+            if self.next == self.start {
+                self.old = Vec::new();
+                return;
+            }
+            let mut j = self.next;
+            while self.old[j].val != EMPTY {
+                let s = std::mem::replace(&mut self.old[j], FREE);
+                self.put_new(s);
+                j = next_in(n, j);
+                budget = budget.saturating_sub(1);
+            }
+            // j is free: the cluster is done and the next one starts after it
+            self.next = next_in(n, j);
+            budget = budget.saturating_sub(1);
+            if j == self.start {
+                self.next = self.start;
+            }
+        }
     }
 
-    /// The entries in slots `r` (clamped to the table).
+    /// Every entry, in both tables while a growth is under way.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
+        self.range(0..self.slots.len()).chain(
+            self.old
+                .iter()
+                .filter(|s| s.val != EMPTY)
+                .map(|s| (KeyHash(s.key), s.val)),
+        )
+    }
+
+    /// The entries in slots `r` of `slots` (clamped to the table).
     fn range(&self, r: std::ops::Range<usize>) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
         let end = r.end.min(self.slots.len());
         self.slots[r.start.min(end)..end]
@@ -252,14 +393,19 @@ impl Slots {
     /// entry held from the first part to the last is read: a removal shifts entries back
     /// towards their home, never further than `max_shift`, so each part starts that far
     /// behind where the last one ended (the few entries there are read twice). A growth
-    /// moves every entry: the read starts over, `out` emptied.
+    /// moves every entry: while it is under way a call moves `n` slots over instead of
+    /// reading, and once it is done the read starts over, `out` emptied.
     pub(crate) fn read_part<T>(
-        &self,
+        &mut self,
         at: &mut ReadAt,
         n: usize,
         out: &mut Vec<T>,
         keep: impl Fn(KeyHash, u32) -> Option<T>,
     ) -> bool {
+        if !self.old.is_empty() {
+            self.move_over(n.max(1));
+            return false;
+        }
         let size = self.slots.len();
         if at.size != size {
             out.clear();
@@ -371,6 +517,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A growth moves a few slots per insert, not the whole table, and lookups, updates
+    /// and removals find keys in whichever table holds them meanwhile.
+    #[test]
+    fn growth_moves_entries_a_few_at_a_time_and_keys_stay_found() {
+        let mut t = Slots::new(100_000);
+        let mut model: HashMap<[u8; 16], u32> = HashMap::new();
+        let mut rnd = crate::test_rng(0x51_7CC1_B727_220A);
+        let mut growths = 0;
+        let mut size = t.size();
+        for n in 0..60_000u64 {
+            let k = clustered(n);
+            assert_eq!(t.insert(k, n as u32), model.insert(k.0, n as u32));
+            if t.size() != size {
+                growths += 1;
+                size = t.size();
+                if model.len() > 1_000 {
+                    let moved = size_of_old_entries(&t);
+                    assert!(
+                        moved * 10 >= model.len() * 9,
+                        "the growing insert left {moved} of {} keys to move later",
+                        model.len()
+                    );
+                }
+            }
+            // meanwhile: updates and removals of random older keys, and lookups
+            let old = clustered(rnd() % (n + 1));
+            match rnd() % 4 {
+                0 => assert_eq!(t.remove(&old), model.remove(&old.0)),
+                1 if model.contains_key(&old.0) => {
+                    assert_eq!(t.insert(old, 7), model.insert(old.0, 7));
+                }
+                _ => assert_eq!(t.get(&old), model.get(&old.0).copied()),
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        assert!(growths > 5, "{growths} growths");
+        for (k, v) in &model {
+            assert_eq!(t.get(&KeyHash(*k)), Some(*v));
+        }
+        let mut all: Vec<_> = t.iter().map(|(k, v)| (k.0, v)).collect();
+        let mut want: Vec<_> = model.into_iter().collect();
+        all.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(all, want);
+    }
+
+    fn size_of_old_entries(t: &Slots) -> usize {
+        t.old.iter().filter(|s| s.val != EMPTY).count()
+    }
+
+    #[test]
+    fn a_read_in_parts_during_a_growth_finishes_it_then_reads_every_key() {
+        let mut t = Slots::new(100_000);
+        let k = |n: u64| KeyHash::of(&n.to_string());
+        let mut n = 0;
+        while !(t.growing() && size_of_old_entries(&t) > 5_000) {
+            t.insert(k(n), 1);
+            n += 1;
+        }
+        let (mut at, mut out) = (ReadAt::default(), Vec::new());
+        let mut calls = 0;
+        while !t.read_part(&mut at, 1_024, &mut out, |k, _| Some(k)) {
+            calls += 1;
+        }
+        assert!(!t.growing());
+        assert!(calls > 2, "the move was done in parts ({calls} calls)");
+        out.sort_unstable_by_key(|k| k.0);
+        out.dedup();
+        assert_eq!(out.len() as u64, n);
     }
 
     #[test]

@@ -176,7 +176,7 @@ async fn export_whole(shared: &Shared, route: &str) -> Option<RouteState> {
     let mut export = shared.pipeline().start_export(route)?;
     loop {
         {
-            let pipeline = shared.pipeline();
+            let mut pipeline = shared.pipeline();
             // a reload swaps the pipeline and bumps the generation under this lock
             if shared.routing().generation != generation {
                 return None;

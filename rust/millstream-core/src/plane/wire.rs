@@ -513,7 +513,7 @@ fn pub_ack(headers: &[u8], payload: &[u8]) -> Result<(), String> {
     if payload.trim_ascii_start().first() != Some(&b'{') {
         return Err(format!(
             "unreadable PubAck: not a JSON object: {}",
-            String::from_utf8_lossy(&payload[..payload.len().min(200)])
+            excerpt(payload)
         ));
     }
     let reply: PubAckReply<'_> =
@@ -528,11 +528,13 @@ fn pub_ack(headers: &[u8], payload: &[u8]) -> Result<(), String> {
         PubAckReply {
             stream: Some(_), ..
         } => Ok(()),
-        _ => Err(format!(
-            "unexpected PubAck {}",
-            String::from_utf8_lossy(&payload[..payload.len().min(200)])
-        )),
+        _ => Err(format!("unexpected PubAck {}", excerpt(payload))),
     }
+}
+
+/// The start of a reply we could not use, for the error that reports it.
+fn excerpt(payload: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&payload[..payload.len().min(200)])
 }
 
 #[derive(serde::Deserialize)]
