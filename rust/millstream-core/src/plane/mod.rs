@@ -426,7 +426,7 @@ impl Plane {
         let (Some(rt), Some((store, _))) = (&self.runtime, &self.snapshots) else {
             return Ok(0);
         };
-        rt.block_on(store.save(&self.shared))
+        rt.block_on(store.save(&self.shared, state::Pace::AtOnce))
     }
 
     /// Stop intake, finish every queued batch, wait for outstanding PubAcks and ack their
@@ -477,7 +477,7 @@ impl Plane {
             // 4. state, then the last bytes to the server.
             if let Some((store, task)) = snapshots {
                 task.abort();
-                store.save(&shared).await?;
+                store.save(&shared, state::Pace::AtOnce).await?;
             }
             let _ = shared.client.flush().await;
             if let Some(w) = &shared.wire {

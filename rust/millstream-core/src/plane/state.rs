@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store::ObjectStore};
+use async_speed_limit::Limiter;
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::AsyncReadExt;
 
@@ -31,6 +32,20 @@ const MAX_DELTAS: usize = 12;
 /// table). Read in one hold, the time grows with the keys, and a full telemetry route holds
 /// two million (BENCHMARKS.md, session 6).
 const EXPORT_PART_SLOTS: usize = 1 << 16;
+/// Periodic snapshots reach the object store at most this fast. Unpaced, a save sent its
+/// whole delta (12 MB at 100k keys a second, 48 MB for a full two-million-key route) at
+/// once, and nats-server storing it, with the router hashing and sending it, stalled
+/// event traffic on a two-core machine for tens of ms (the p99 at 80% of saturation,
+/// BENCHMARKS.md session 9). At this rate a full route takes 3 s, within the default 5 s
+/// between saves; a save requested by the caller or at drain is not paced.
+const PACED_BYTES_PER_S: f64 = 16.0 * 1024.0 * 1024.0;
+
+/// Whether a save is sent at `PACED_BYTES_PER_S` (the periodic ones) or at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pace {
+    Paced,
+    AtOnce,
+}
 
 #[derive(Clone)]
 pub(crate) struct StateStore {
@@ -88,12 +103,16 @@ impl StateStore {
         Ok(Some(buf))
     }
 
-    async fn write(&self, name: &str, state: &RouteState) -> Result<(), PlaneError> {
+    async fn write(&self, name: &str, state: &RouteState, pace: Pace) -> Result<(), PlaneError> {
         let bytes = encode(state);
-        self.store
-            .put(name, &mut bytes.as_ref())
-            .await
-            .map_err(|e| self.err(format!("put {name}: {e}")))?;
+        let put = match pace {
+            Pace::Paced => {
+                let mut paced = <Limiter>::new(PACED_BYTES_PER_S).limit(bytes.as_ref());
+                self.store.put(name, &mut paced).await
+            }
+            Pace::AtOnce => self.store.put(name, &mut bytes.as_ref()).await,
+        };
+        put.map_err(|e| self.err(format!("put {name}: {e}")))?;
         Ok(())
     }
 
@@ -138,7 +157,7 @@ impl StateStore {
 
     /// Write what changed since the last save (or a full snapshot where one is due);
     /// returns the number of keys written.
-    pub(crate) async fn save(&self, shared: &Shared) -> Result<usize, PlaneError> {
+    pub(crate) async fn save(&self, shared: &Shared, pace: Pace) -> Result<usize, PlaneError> {
         let mut deltas = self.deltas.lock().await;
         let changes = shared.pipeline().changed_state();
         let mut keys = 0;
@@ -151,7 +170,7 @@ impl StateStore {
                     continue;
                 };
                 keys += state.dedup.len() + state.stale.len();
-                self.write(&self.object(&state.route), &state).await?;
+                self.write(&self.object(&state.route), &state, pace).await?;
                 for n in 1..=count.unwrap_or(0) {
                     // best effort: a leftover delta only re-adds keys the base has
                     let _ = self.store.delete(self.delta(&state.route, n)).await;
@@ -160,7 +179,8 @@ impl StateStore {
             } else if !state.dedup.is_empty() || !state.stale.is_empty() {
                 let n = count.unwrap_or(0) + 1;
                 keys += state.dedup.len() + state.stale.len();
-                self.write(&self.delta(&state.route, n), &state).await?;
+                self.write(&self.delta(&state.route, n), &state, pace)
+                    .await?;
                 deltas.insert(state.route, n);
             }
         }
@@ -197,7 +217,7 @@ pub(crate) async fn every(store: StateStore, shared: Arc<Shared>, every_ms: u64)
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = store.save(&shared).await {
+        if let Err(e) = store.save(&shared, Pace::Paced).await {
             shared.metrics.error(e.to_string());
         }
     }
