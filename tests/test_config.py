@@ -168,6 +168,12 @@ MISTAKES = [
         "state: {snapshot_every: often}\nstreams:\n",
         ["state.snapshot_every", "not a duration"],
     ),
+    (
+        "negative_snapshot_pace",
+        "streams:\n",
+        "state: {snapshot_bytes_per_s: -1}\nstreams:\n",
+        ["state.snapshot_bytes_per_s", "greater than or equal to 0"],
+    ),
 ]
 
 
@@ -375,7 +381,11 @@ def test_compile_plane_for_the_example() -> None:
     }
     assert plane["lanes"] == DEFAULT_LANES
     assert plane["publish_window"] == 4096
-    assert plane["state"] == {"bucket": "MILLSTREAM_STATE", "snapshot_every_ms": 5000}
+    assert plane["state"] == {
+        "bucket": "MILLSTREAM_STATE",
+        "snapshot_every_ms": 5000,
+        "snapshot_bytes_per_s": 16 * 1024 * 1024,
+    }
     assert plane["passthrough"] is False
     assert json.loads(json.dumps(plane)) == plane
 
@@ -400,8 +410,14 @@ PLANE_SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
     ("state_off", "state: {enabled: false}", {"state": None}),
     (
         "state_bucket",
-        "state: {bucket: DUS_STATE, snapshot_every: 1m}",
-        {"state": {"bucket": "DUS_STATE", "snapshot_every_ms": 60_000}},
+        "state: {bucket: DUS_STATE, snapshot_every: 1m, snapshot_bytes_per_s: 0}",
+        {
+            "state": {
+                "bucket": "DUS_STATE",
+                "snapshot_every_ms": 60_000,
+                "snapshot_bytes_per_s": 0,
+            }
+        },
     ),
     (
         "client_settings",

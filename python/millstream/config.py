@@ -451,6 +451,11 @@ class StateConfig(_Model):
 
     bucket: str = Field("MILLSTREAM_STATE", pattern=_STREAM_NAME)
     snapshot_every: DurationMs = 5000
+    # Periodic snapshots reach the object store at most this fast (0: at once), so a big
+    # delta or a full two-million-key route (48 MB) is not one burst nats-server stores
+    # while events wait. At the default a full route takes 3 s. Drain's last save is not
+    # paced.
+    snapshot_bytes_per_s: int = Field(16 * 1024 * 1024, ge=0)
     enabled: bool = True
 
 
@@ -965,7 +970,11 @@ def compile_plane(config: Config, url: str, *, passthrough: bool = False) -> dic
             )
         },
         "publish_window": config.nats.publish_window,
-        "state": {"bucket": config.state.bucket, "snapshot_every_ms": config.state.snapshot_every}
+        "state": {
+            "bucket": config.state.bucket,
+            "snapshot_every_ms": config.state.snapshot_every,
+            "snapshot_bytes_per_s": config.state.snapshot_bytes_per_s,
+        }
         if config.state.enabled
         else None,
         "passthrough": passthrough,

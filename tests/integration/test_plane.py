@@ -23,6 +23,7 @@ import yaml
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from millstream.canonical import CANONICAL_MODELS
 from millstream.config import load_config
@@ -640,3 +641,56 @@ async def test_dedup_state_from_base_and_deltas_survives_kill_9(
         router.wait(30)
     # samples 1 (base) and 2 (delta) were judged duplicates after the crash; 3 is new
     assert len(outputs) == 3, [json.loads(o)["observed_at"] for o in outputs]
+
+
+async def test_periodic_snapshots_are_paced_to_the_configured_rate(
+    tmp_path: Path, nats_server: EmbeddedNats, nc: NATS
+) -> None:
+    """`state.snapshot_bytes_per_s` bounds how fast a periodic save reaches the object store:
+    a delta of 6,000 telemetry keys (144 kB) at 24 kB/s takes at least a few seconds to
+    appear, where unpaced it is one burst. A lower bound only: a slow machine can only make
+    the save later."""
+    doc = yaml.safe_load(fault_config(tmp_path).read_text())
+    doc["state"] = {"snapshot_every": "500ms", "snapshot_bytes_per_s": 24_000}
+    config = tmp_path / "paced.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    base = json.loads((EVENTS / "telemetry_spindle_rpm.json").read_text())
+    routed = 0
+
+    async def take(msg: Msg) -> None:
+        nonlocal routed
+        routed += 1
+
+    await nc.subscribe("mfg.telemetry.>", cb=take)
+    router = start_router(config, nats_server.url, tmp_path / "router.log")
+    try:
+        await wait_stream(nc, "MFG_OUT")
+        await asyncio.sleep(1.0)  # the first (full, empty) save is done
+        n = 6_000
+        for i in range(n):
+            await nc.publish(
+                "mes.ham.cnc-12.telemetry", json.dumps(dict(base, ts=base["ts"] + i)).encode()
+            )
+
+        async def all_routed() -> bool:
+            return routed >= n
+
+        await wait_for(all_routed, 30, f"{n} telemetry outputs")
+        started = time.monotonic()
+        store = await nc.jetstream().object_store("MILLSTREAM_STATE")
+
+        async def saved() -> bool:
+            try:
+                objects = await store.list()
+            except NotFoundError:  # no objects yet
+                return False
+            return any("telemetry-history" in o.name and (o.size or 0) >= n * 24 for o in objects)
+
+        await wait_for(saved, 60, "a snapshot holding the telemetry keys")
+        took = time.monotonic() - started
+    finally:
+        router.send_signal(signal.SIGTERM)
+        router.wait(30)
+    # 144 kB at 24 kB/s is 6 s; the keys committed before `started` were already being
+    # sent for at most about a second, and the token bucket starts with 0.1 s of credit
+    assert took >= 3.0, f"the paced snapshot appeared after {took:.1f} s"

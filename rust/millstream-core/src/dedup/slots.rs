@@ -334,12 +334,18 @@ impl Slots {
         next.resize(size, FREE);
         let old = std::mem::replace(&mut self.slots, next);
         self.max_shift = 0;
-        // below MAX_LOAD there is always a free slot to start from
-        if let Some(start) = old.iter().position(|s| s.val == EMPTY) {
-            if self.len > 0 {
+        match old.iter().position(|s| s.val == EMPTY) {
+            Some(start) if self.len > 0 => {
                 self.start = start;
                 self.next = next_in(old.len(), start);
                 self.old = old;
+            }
+            Some(_) => {}
+            // no free slot to start the move from (not below MAX_LOAD): all at once
+            None => {
+                for s in old.into_iter().filter(|s| s.val != EMPTY) {
+                    self.put_new(s);
+                }
             }
         }
     }

@@ -107,6 +107,8 @@ pub struct LaneSpec {
 pub struct StateSpec {
     pub bucket: String,
     pub snapshot_every_ms: u64,
+    /// Periodic saves' pace into the object store (0: unpaced).
+    pub snapshot_bytes_per_s: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -345,7 +347,9 @@ impl Plane {
         let snapshots = match &spec.state {
             None => None,
             Some(s) => {
-                let store = state::StateStore::open(&js, &s.bucket, &pipeline.name).await?;
+                let store =
+                    state::StateStore::open(&js, &s.bucket, &pipeline.name, s.snapshot_bytes_per_s)
+                        .await?;
                 store.restore(&mut pipeline).await?;
                 Some((store, s.snapshot_every_ms))
             }

@@ -32,15 +32,8 @@ const MAX_DELTAS: usize = 12;
 /// table). Read in one hold, the time grows with the keys, and a full telemetry route holds
 /// two million (BENCHMARKS.md, session 6).
 const EXPORT_PART_SLOTS: usize = 1 << 16;
-/// Periodic snapshots reach the object store at most this fast. Unpaced, a save sent its
-/// whole delta (12 MB at 100k keys a second, 48 MB for a full two-million-key route) at
-/// once, and nats-server storing it, with the router hashing and sending it, stalled
-/// event traffic on a two-core machine for tens of ms (the p99 at 80% of saturation,
-/// BENCHMARKS.md session 9). At this rate a full route takes 3 s, within the default 5 s
-/// between saves; a save requested by the caller or at drain is not paced.
-const PACED_BYTES_PER_S: f64 = 16.0 * 1024.0 * 1024.0;
-
-/// Whether a save is sent at `PACED_BYTES_PER_S` (the periodic ones) or at once.
+/// Whether a save is sent at the store's `paced` rate (the periodic ones) or at once (one
+/// the caller asks for, and the drain's last).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pace {
     Paced,
@@ -52,6 +45,11 @@ pub(crate) struct StateStore {
     store: ObjectStore,
     bucket: String,
     prefix: String,
+    /// Bytes a second periodic saves reach the object store at (`state.snapshot_bytes_per_s`;
+    /// None: unpaced). Sent at once, a delta (12 MB at 100k keys a second) or a full
+    /// two-million-key route (48 MB) went to nats-server in one burst, which stores it
+    /// while events wait; paced, the same work is spread over the interval.
+    paced: Option<f64>,
     /// Per route, how many delta objects follow its base. Behind an async lock, which also
     /// keeps the periodic save and the drain's final save from interleaving.
     deltas: Arc<tokio::sync::Mutex<HashMap<String, usize>>>,
@@ -62,6 +60,7 @@ impl StateStore {
         js: &jetstream::Context,
         bucket: &str,
         config_name: &str,
+        paced_bytes_per_s: u64,
     ) -> Result<StateStore, PlaneError> {
         let store = js
             .get_object_store(bucket)
@@ -74,6 +73,7 @@ impl StateStore {
             store,
             bucket: bucket.to_owned(),
             prefix: config_name.to_owned(),
+            paced: (paced_bytes_per_s > 0).then_some(paced_bytes_per_s as f64),
             deltas: Arc::default(),
         })
     }
@@ -105,12 +105,12 @@ impl StateStore {
 
     async fn write(&self, name: &str, state: &RouteState, pace: Pace) -> Result<(), PlaneError> {
         let bytes = encode(state);
-        let put = match pace {
-            Pace::Paced => {
-                let mut paced = <Limiter>::new(PACED_BYTES_PER_S).limit(bytes.as_ref());
+        let put = match (pace, self.paced) {
+            (Pace::Paced, Some(rate)) => {
+                let mut paced = <Limiter>::new(rate).limit(bytes.as_ref());
                 self.store.put(name, &mut paced).await
             }
-            Pace::AtOnce => self.store.put(name, &mut bytes.as_ref()).await,
+            _ => self.store.put(name, &mut bytes.as_ref()).await,
         };
         put.map_err(|e| self.err(format!("put {name}: {e}")))?;
         Ok(())
