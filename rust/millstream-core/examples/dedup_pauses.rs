@@ -6,7 +6,12 @@
 //!
 //! `cargo run --release -p millstream-core --example dedup_pauses`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common {
+    pub mod pauses;
+}
+use common::pauses::Pauses;
 
 use millstream_core::dedup::{DedupCache, KeyHash};
 
@@ -17,34 +22,16 @@ fn main() {
     // hashed up front, so the timings are the cache's alone
     let keys: Vec<KeyHash> = (0..KEYS).map(|i| KeyHash::of(&format!("k{i}"))).collect();
     let t0 = 1_700_000_000_000u64;
-    // [while filling, at capacity]: total, longest (and at which key), over 1 ms, timed
-    let mut phases = [(Duration::ZERO, (Duration::ZERO, 0usize), 0u32, 0u32); 2];
+    let mut pauses = Pauses::new(CAPACITY);
     for (i, &key) in keys.iter().enumerate() {
         let now = t0 + i as u64 / 50;
         let start = Instant::now();
         let admitted = cache.admit(key, now, false);
         let took = start.elapsed();
         assert!(admitted, "every key is new");
-        let p = &mut phases[usize::from(i >= CAPACITY)];
-        p.0 += took;
-        p.3 += 1;
-        if took > p.1 .0 {
-            p.1 = (took, i);
-        }
-        if took > Duration::from_millis(1) {
-            p.2 += 1;
-        }
+        pauses.record(i, took);
     }
-    for ((total, (longest, at), over_1ms, timed), phase) in
-        phases.into_iter().zip(["while filling", "at capacity"])
-    {
-        println!(
-            "{phase} ({timed} admits): mean {:.0} ns, longest {:.1} us (key {at}), \
-             {over_1ms} over 1 ms",
-            total.as_nanos() as f64 / f64::from(timed),
-            longest.as_nanos() as f64 / 1e3,
-        );
-    }
+    pauses.print("admits");
     println!(
         "{:.1} bytes per key at capacity ({CAPACITY} keys)",
         cache.memory_bytes() as f64 / cache.len() as f64

@@ -7,7 +7,12 @@
 //!
 //! `cargo run --release -p millstream-core --example stale_pauses`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common {
+    pub mod pauses;
+}
+use common::pauses::Pauses;
 
 use millstream_core::dedup::KeyHash;
 use millstream_core::stale::StaleGuard;
@@ -19,33 +24,15 @@ fn main() {
     // hashed up front, so the timings are the guard's alone
     let keys: Vec<KeyHash> = (0..KEYS).map(|i| KeyHash::of(&format!("m{i}"))).collect();
     let t0 = 1_700_000_000_000u64;
-    // [while filling, at capacity]: total, longest (and at which key), over 1 ms, timed
-    let mut phases = [(Duration::ZERO, (Duration::ZERO, 0usize), 0u32, 0u32); 2];
+    let mut pauses = Pauses::new(CAPACITY);
     for (i, &key) in keys.iter().enumerate() {
         let now = t0 + i as u64 / 20;
         let start = Instant::now();
         guard.observe(key, i as i64, now);
         let took = start.elapsed();
-        let p = &mut phases[usize::from(i >= CAPACITY)];
-        p.0 += took;
-        p.3 += 1;
-        if took > p.1 .0 {
-            p.1 = (took, i);
-        }
-        if took > Duration::from_millis(1) {
-            p.2 += 1;
-        }
+        pauses.record(i, took);
     }
-    for ((total, (longest, at), over_1ms, timed), phase) in
-        phases.into_iter().zip(["while filling", "at capacity"])
-    {
-        println!(
-            "{phase} ({timed} updates): mean {:.0} ns, longest {:.1} us (key {at}), \
-             {over_1ms} over 1 ms",
-            total.as_nanos() as f64 / f64::from(timed),
-            longest.as_nanos() as f64 / 1e3,
-        );
-    }
+    pauses.print("updates");
     println!(
         "{:.1} bytes per entity at capacity ({} entities)",
         guard.memory_bytes() as f64 / guard.len() as f64,
