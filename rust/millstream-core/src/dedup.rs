@@ -75,6 +75,12 @@ const TICK_MS: u64 = 10;
 /// are the time, enough for 248 days of 10 ms ticks.
 const PENDING: u32 = 1 << 31;
 const TICKS: u32 = PENDING - 1;
+
+/// What a snapshot holds of a remembered key: its Unix millisecond, if it is committed
+/// (reserved keys are left out).
+fn committed(clock: &Clock, key: KeyHash, seen: u32) -> Option<(KeyHash, u64)> {
+    (seen & PENDING == 0).then(|| (key, clock.ms(seen)))
+}
 /// Where the clock stops: one below `TICKS`, so a stored tick with its flag never equals the
 /// dedup table's free-slot marker (`slots::EMPTY`).
 const MAX_TICK: u32 = TICKS - 1;
@@ -385,8 +391,7 @@ impl DedupCache {
         out.extend(
             self.table
                 .iter()
-                .filter(|&(_, seen)| seen & PENDING == 0)
-                .map(|(k, seen)| (k, self.clock.ms(seen))),
+                .filter_map(|(k, seen)| committed(&self.clock, k, seen)),
         );
         out
     }
@@ -407,11 +412,8 @@ impl DedupCache {
             return true;
         }
         let clock = &self.clock;
-        self.table.read_part(at, slots, out, |k, seen| {
-            (seen & PENDING == 0)
-                .then(|| clock.ms(seen))
-                .map(|ms| (k, ms))
-        })
+        self.table
+            .read_part(at, slots, out, |k, seen| committed(clock, k, seen))
     }
 
     /// Load keys from a snapshot; ones already outside the window at `now_ms` are skipped,

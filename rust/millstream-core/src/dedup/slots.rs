@@ -151,6 +151,13 @@ fn remove_in(t: &mut [Slot], i: usize) -> u32 {
     val
 }
 
+/// The used slots of `t` as entries.
+fn entries(t: &[Slot]) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
+    t.iter()
+        .filter(|s| s.val != EMPTY)
+        .map(|s| (KeyHash(s.key), s.val))
+}
+
 #[allow(unsafe_code)]
 fn prefetch_slot(slot: &Slot) {
     #[cfg(target_arch = "x86_64")]
@@ -377,21 +384,13 @@ impl Slots {
 
     /// Every entry, in both tables while a growth is under way.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
-        self.range(0..self.slots.len()).chain(
-            self.old
-                .iter()
-                .filter(|s| s.val != EMPTY)
-                .map(|s| (KeyHash(s.key), s.val)),
-        )
+        entries(&self.slots).chain(entries(&self.old))
     }
 
     /// The entries in slots `r` of `slots` (clamped to the table).
     fn range(&self, r: std::ops::Range<usize>) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
         let end = r.end.min(self.slots.len());
-        self.slots[r.start.min(end)..end]
-            .iter()
-            .filter(|s| s.val != EMPTY)
-            .map(|s| (KeyHash(s.key), s.val))
+        entries(&self.slots[r.start.min(end)..end])
     }
 
     /// Reads the entries of the next `n` slots into `out` (those `keep` maps to a value);
@@ -574,7 +573,7 @@ mod tests {
     }
 
     fn size_of_old_entries(t: &Slots) -> usize {
-        t.old.iter().filter(|s| s.val != EMPTY).count()
+        entries(&t.old).count()
     }
 
     #[test]
