@@ -13,9 +13,9 @@
 //! Growth is spread over inserts. The next table is written ahead, a few slots at every
 //! insert from 6 in 10 used, and after the growth the old table's entries move over a few
 //! slots at every insert while lookups read both tables. Done at once, a growth held the
-//! pipeline for 100-200 ms at a million keys in a router under load (most of it the kernel
-//! zeroing the new table's pages), a pause at every growth while a fresh router's telemetry
-//! table filled (the p99 at 80% of saturation in BENCHMARKS.md, session 9).
+//! pipeline for 64 ms at 1.6 million keys on an idle machine and longer under load (much of
+//! it the kernel zeroing the new table's pages): a pause at every growth while a fresh
+//! router's telemetry table filled (the p99 at 80% of saturation, BENCHMARKS.md session 9).
 
 use super::KeyHash;
 
