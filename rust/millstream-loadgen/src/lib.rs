@@ -188,8 +188,8 @@ pub enum LoadError {
     Task(String),
 }
 
-/// If the generator falls behind, it gives up this long after `duration`; unsent events are
-/// not counted as sent.
+/// If a core-NATS generator falls behind, it gives up this long after `duration`; unsent
+/// events are not counted as sent. (A JetStream run never gives up: see `Plan::new`.)
 const GIVE_UP_AFTER_NS: u64 = 20_000_000;
 /// Room for the rendered payloads of many events in one allocation.
 const ARENA_BYTES: usize = 256 * 1024;
@@ -279,7 +279,13 @@ impl Plan {
             ns_per_event: 1e9 / spec.rate_per_s,
             total: total as u64,
             window_ns: (nanos(spec.warmup), duration_ns),
-            stop_ns: duration_ns + GIVE_UP_AFTER_NS,
+            // A JetStream run checks that every event it published was stored once, so it
+            // publishes all of them: PubAck backpressure slowing the generator is part of the
+            // path it measures, and a moment's stall must not turn into a short count.
+            stop_ns: match spec.publish {
+                Publish::Core => duration_ns + GIVE_UP_AFTER_NS,
+                Publish::JetStream { .. } => u64::MAX,
+            },
         })
     }
 

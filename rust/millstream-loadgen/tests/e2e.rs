@@ -321,6 +321,29 @@ fn jetstream_in_and_out(fallback: bool) {
     assert!(r.latency_ms.p50 > 0.0);
 }
 
+/// A JetStream run asked for more than the server can store in its duration still publishes
+/// every event (waiting for PubAcks), so its lost/duplicate counts are against the whole
+/// count. A core run in the same position would give up shortly after its duration.
+#[test]
+fn jetstream_run_publishes_every_event_even_when_acks_hold_it_back() {
+    let _serial = serial();
+    let server = NatsServer::start();
+    let url = server.url();
+    stream_with_an_old_message(&url, "LOADSLOW", "load.slow.>", "load.slow.stale");
+    // 4,000 events due within 20 ms, but one PubAck outstanding at a time: a few hundred
+    // milliseconds of round trips on any machine
+    let mut s = spec(url, "load.slow", 200_000.0, 20, 0);
+    s.publish = Publish::JetStream { window: 1 };
+    s.sink = Sink::Stream {
+        stream: "LOADSLOW".into(),
+        filter: None,
+    };
+    let (r, _) = run_logged(&s);
+    assert_eq!(r.sent, 4_000);
+    assert_exactly_once(&r);
+    assert!(r.generator_lag_ms > 20.0, "{r:#?}");
+}
+
 #[test]
 fn rejects_bad_specs_and_unreachable_servers() {
     let base = spec("nats://127.0.0.1:1".into(), "x", 1_000.0, 1_000, 0);
