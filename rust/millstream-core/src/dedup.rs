@@ -3,23 +3,22 @@
 //! Each remembered key is a 128-bit xxh3 hash of the rendered key (decision 6), stored with a
 //! 32-bit timestamp in 10 ms ticks: a 20-byte slot in the cache's own table (`slots`, at most
 //! 70% full), plus a 12-byte entry in a queue of arrivals: 40.6 bytes a key when the cache is
-//! full, up to about 61 while it fills (`memory_bytes` reports the real allocation). Keys
+//! full, up to about 56 while it fills outside a growth (`memory_bytes` reports the real
+//! allocation). The queue grows a block at a time (`fifo.rs`), never copied whole. Keys
 //! leave from the front of the queue, one at a time: when their window has passed, or, at
 //! capacity, the oldest for each new one.
 
-use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
-
-use hashbrown::HashMap;
 use xxhash_rust::xxh3::xxh3_128;
 
+mod fifo;
 mod slots;
+pub(crate) use fifo::Fifo;
 pub use slots::ReadAt;
-use slots::Slots;
+pub(crate) use slots::{Slots, Value};
 
 /// A 128-bit key hash. Bytes rather than `u128` so the slot packs into 20 bytes (u128 would
 /// force 16-byte alignment and a 32-byte slot).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KeyHash(pub [u8; 16]);
 
 impl KeyHash {
@@ -30,45 +29,6 @@ impl KeyHash {
         u128::from_le_bytes(self.0)
     }
 }
-
-impl std::hash::Hash for KeyHash {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Already a good hash: hand its low 64 bits straight to the table.
-        let mut lo = [0u8; 8];
-        lo.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(lo));
-    }
-}
-
-/// The identity hasher for keys that are hashes already.
-#[derive(Clone, Copy, Default)]
-pub struct PassThrough;
-
-pub struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for non-KeyHash input; fold it in rather than ignore it.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-impl BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
-}
-
-pub(crate) type HashTable<V> = HashMap<KeyHash, V, PassThrough>;
 
 const TICK_MS: u64 = 10;
 /// The top bit of a slot's tick marks a reserved (not yet committed) key; the other 31 bits
@@ -106,45 +66,16 @@ impl Clock {
     }
 }
 
-/// Remove the oldest tenth of `table` (by the timestamp `ts_of` gives), in two linear passes:
-/// a coarse histogram of ages finds the cut-off, `retain` applies it.
-pub(crate) fn evict_oldest<V>(table: &mut HashTable<V>, ts_of: impl Fn(&V) -> u32) {
-    let target = table.len() / 10 + 1;
-    let (mut lo, mut hi) = (u32::MAX, 0u32);
-    for v in table.values() {
-        let t = ts_of(v);
-        lo = lo.min(t);
-        hi = hi.max(t);
-    }
-    const BUCKETS: usize = 256;
-    let span = u64::from(hi - lo.min(hi)) + 1;
-    let bucket = |t: u32| (u64::from(t - lo) * BUCKETS as u64 / span) as usize;
-    let mut hist = [0usize; BUCKETS];
-    for v in table.values() {
-        hist[bucket(ts_of(v))] += 1;
-    }
-    let mut cut = 0;
-    let mut acc = 0;
-    for (i, n) in hist.iter().enumerate() {
-        acc += n;
-        cut = i;
-        if acc >= target {
-            break;
-        }
-    }
-    table.retain(|_, v| bucket(ts_of(v)) > cut);
-}
-
 /// Keys seen within a time window, bounded in count.
 pub struct DedupCache {
     window_ticks: u32,
     capacity: usize,
-    table: Slots,
+    table: Slots<u32>,
     /// The keys in the order they were remembered, oldest first. Expiry and eviction take
     /// keys off its front one at a time. They used to be passes over the whole table (a
     /// sweep once per window, and at capacity three passes to drop the oldest tenth), which
     /// held the pipeline for 25-37 ms at two million keys: a pause every 200,000 new keys.
-    arrivals: VecDeque<Arrival>,
+    arrivals: Fifo<Arrival>,
     clock: Clock,
     journal: Journal<(KeyHash, u64)>,
 }
@@ -153,14 +84,23 @@ pub struct DedupCache {
 /// land before it is needed (each eviction is a few hundred ns apart in a batch).
 const PREFETCH_AHEAD: usize = 8;
 
-/// A key's place in `arrivals`: the low half of its hash, which is all the table hashes on,
-/// and the tick it was remembered at, so an entry whose key has since been forgotten or
-/// remembered again is recognised as stale. 12 bytes rather than the whole 20-byte key and
-/// value: with the table's 20 bytes at most 70% full, a full cache costs 40.6 bytes a key.
+/// A key's place in `arrivals` (and an entity's in the stale guard's queue of touches): the
+/// low half of its hash, which is all the table hashes on, and the tick it was remembered
+/// at, so an entry whose key has since been forgotten or remembered again is recognised as
+/// stale. 12 bytes rather than the whole 20-byte key and value: with the table's 20 bytes at
+/// most 70% full, a full cache costs 40.6 bytes a key.
 #[derive(Clone, Copy)]
-struct Arrival {
-    lo: [u8; 8],
-    tick: u32,
+pub(crate) struct Arrival {
+    pub(crate) lo: [u8; 8],
+    pub(crate) tick: u32,
+}
+
+impl Arrival {
+    pub(crate) fn of(key: KeyHash, tick: u32) -> Arrival {
+        let mut lo = [0u8; 8];
+        lo.copy_from_slice(&key.0[..8]);
+        Arrival { lo, tick }
+    }
 }
 
 /// Entries committed since the last snapshot, so a snapshot can write only what changed
@@ -220,7 +160,7 @@ impl DedupCache {
             window_ticks: window_ticks.max(1),
             capacity: capacity.max(1),
             table: Slots::new(capacity.max(1)),
-            arrivals: VecDeque::new(),
+            arrivals: Fifo::new(),
             clock: Clock::new(),
             journal: Journal::new(),
         }
@@ -316,17 +256,7 @@ impl DedupCache {
         // At most one arrival per key is current, so the queue holds at most `capacity`
         // once stale ones are dropped; `make_room` ran before the key went in.
         self.make_room();
-        if self.arrivals.len() == self.arrivals.capacity() {
-            // By half again, never past the capacity: at capacity the queue's allocation is
-            // exactly what it holds, and while the cache fills a key costs at most about
-            // 61 bytes (a table just grown, 47% full, and a queue a third empty).
-            let len = self.arrivals.len();
-            self.arrivals
-                .reserve_exact((len / 2).clamp(1, self.capacity.saturating_sub(len).max(1)));
-        }
-        let mut lo = [0u8; 8];
-        lo.copy_from_slice(&key.0[..8]);
-        self.arrivals.push_back(Arrival { lo, tick: now });
+        self.arrivals.push_back(Arrival::of(key, now));
     }
 
     /// Take the oldest arrival off the queue and forget its key, unless the key has been
@@ -449,7 +379,7 @@ impl DedupCache {
 
     /// Bytes the cache has allocated for remembered keys: the table and the arrival queue.
     pub fn memory_bytes(&self) -> usize {
-        self.table.allocation_size() + self.arrivals.capacity() * std::mem::size_of::<Arrival>()
+        self.table.allocation_size() + self.arrivals.allocation_size()
     }
 }
 

@@ -242,7 +242,9 @@ impl Route {
 /// A route's whole state being read in parts (`Pipeline::start_export`).
 pub struct RouteExport {
     route: usize,
+    /// Where the read of the dedup table has got, then (once `dedup_done`) the stale table.
     at: ReadAt,
+    dedup_done: bool,
     state: RouteState,
 }
 
@@ -671,8 +673,7 @@ impl Pipeline {
     }
 
     /// Start reading one route's whole state in parts (`export_part`), if it has a route
-    /// of that name. Its stale versions are read now, whole (the stale guard's table cannot
-    /// be read in parts yet); its dedup keys part by part.
+    /// of that name: its dedup keys, then its stale versions.
     pub fn start_export(&self, route: &str) -> Option<RouteExport> {
         let (ix, r) = self
             .routes
@@ -682,36 +683,40 @@ impl Pipeline {
         Some(RouteExport {
             route: ix,
             at: ReadAt::default(),
+            dedup_done: false,
             state: RouteState {
                 route: r.name.to_string(),
                 fingerprint: r.fingerprint,
                 dedup: Vec::with_capacity(r.dedup.as_ref().map_or(0, |d| d.cache.len())),
-                stale: r
-                    .stale
-                    .as_ref()
-                    .map(|s| s.guard.export())
-                    .unwrap_or_default(),
+                stale: Vec::with_capacity(r.stale.as_ref().map_or(0, |s| s.guard.len())),
             },
         })
     }
 
-    /// Read the next `slots` dedup table slots of an export; true once it is complete.
-    /// The caller lets go of the pipeline between parts, so events keep flowing while a
-    /// table of millions of keys is read (whole, that held them back for tens of ms). Keys
-    /// committed meanwhile are in the next `changed_state`; `DedupCache::export_part` says
-    /// what a read in parts guarantees. `export` must come from this pipeline (a reload
-    /// replaces it: start again).
+    /// Read the next `slots` dedup or stale table slots of an export; true once it is
+    /// complete. The caller lets go of the pipeline between parts, so events keep flowing
+    /// while a table of millions of keys is read (whole, that held them back for tens of
+    /// ms). Keys committed meanwhile are in the next `changed_state`;
+    /// `DedupCache::export_part` says what a read in parts guarantees. `export` must come
+    /// from this pipeline (a reload replaces it: start again).
     pub fn export_part(&mut self, export: &mut RouteExport, slots: usize) -> bool {
-        match self
-            .routes
-            .get_mut(export.route)
-            .and_then(|r| r.dedup.as_mut())
-        {
-            Some(d) => d
-                .cache
-                .export_part(&mut export.at, slots, &mut export.state.dedup),
-            None => true,
+        let Some(r) = self.routes.get_mut(export.route) else {
+            return true;
+        };
+        if !export.dedup_done {
+            export.dedup_done = r.dedup.as_mut().is_none_or(|d| {
+                d.cache
+                    .export_part(&mut export.at, slots, &mut export.state.dedup)
+            });
+            if !export.dedup_done {
+                return false;
+            }
+            export.at = ReadAt::default();
         }
+        r.stale.as_mut().is_none_or(|s| {
+            s.guard
+                .export_part(&mut export.at, slots, &mut export.state.stale)
+        })
     }
 
     /// Start recording what changes, so `changed_state` can return only that.

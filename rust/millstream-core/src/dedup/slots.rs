@@ -19,8 +19,23 @@
 
 use super::KeyHash;
 
-/// A free slot's value. Stored values are ticks with a flag bit, which never reach it.
+/// A free slot's value. The dedup cache's values are ticks with a flag bit, which never
+/// reach it.
 pub(crate) const EMPTY: u32 = u32::MAX;
+
+/// What a slot holds beside its key, with one value set aside to mark a free slot (so a
+/// slot needs no separate flag, and stays 20 bytes for the dedup cache's `u32`).
+pub(crate) trait Value: Copy {
+    const FREE: Self;
+    fn is_free(&self) -> bool;
+}
+
+impl Value for u32 {
+    const FREE: u32 = EMPTY;
+    fn is_free(&self) -> bool {
+        *self == EMPTY
+    }
+}
 
 /// At most 7 slots in 10 are used: with linear probing, a lookup of an absent key (the
 /// common case: a new event) reads about 6 slots on average at this load, 20 bytes each,
@@ -39,24 +54,29 @@ const PREPARE_STEP: usize = 32;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct Slot {
+struct Slot<V> {
     key: [u8; 16],
-    val: u32,
+    val: V,
 }
 
-const FREE: Slot = Slot {
-    key: [0; 16],
-    val: EMPTY,
-};
+impl<V: Value> Slot<V> {
+    const FREE: Slot<V> = Slot {
+        key: [0; 16],
+        val: V::FREE,
+    };
+    fn is_free(&self) -> bool {
+        self.val.is_free()
+    }
+}
 
-pub(crate) struct Slots {
-    slots: Vec<Slot>,
+pub(crate) struct Slots<V> {
+    slots: Vec<Slot<V>>,
     /// The next table, written ahead of the growth (empty until the load reaches
     /// `PREPARE_AT`, and at full size).
-    spare: Vec<Slot>,
+    spare: Vec<Slot<V>>,
     /// The table before the last growth, while its entries move into `slots` (empty once
     /// they have). A key is in one of the two, never both.
-    old: Vec<Slot>,
+    old: Vec<Slot<V>>,
     /// The move goes round `old` from the free slot `start` back to it, a whole cluster at
     /// a time: clusters end at free slots, so freeing a whole one leaves every other
     /// probe in `old` as it was. `next` is where it has got to.
@@ -109,7 +129,11 @@ fn next_in(n: usize, i: usize) -> usize {
 
 /// The slot of `t` holding a key that `is_key` accepts, probing from `hash`'s home; Err with
 /// the free slot that ends the probe when there is none.
-fn find_in(t: &[Slot], hash: u64, is_key: impl Fn(&[u8; 16]) -> bool) -> Result<usize, usize> {
+fn find_in<V: Value>(
+    t: &[Slot<V>],
+    hash: u64,
+    is_key: impl Fn(&[u8; 16]) -> bool,
+) -> Result<usize, usize> {
     if t.is_empty() {
         // nothing remembered yet; `insert` grows the table before it looks
         return Err(0);
@@ -117,7 +141,7 @@ fn find_in(t: &[Slot], hash: u64, is_key: impl Fn(&[u8; 16]) -> bool) -> Result<
     let mut i = home(t.len(), hash);
     loop {
         let s = &t[i];
-        if s.val == EMPTY {
+        if s.is_free() {
             return Err(i);
         }
         if is_key(&s.key) {
@@ -129,7 +153,7 @@ fn find_in(t: &[Slot], hash: u64, is_key: impl Fn(&[u8; 16]) -> bool) -> Result<
 
 /// Frees slot `i` of `t` and moves back each following entry that may sit closer to its
 /// home, so every probe still finds its key before a free slot.
-fn remove_in(t: &mut [Slot], i: usize) -> u32 {
+fn remove_in<V: Value>(t: &mut [Slot<V>], i: usize) -> V {
     let n = t.len();
     let val = t[i].val;
     let mut hole = i;
@@ -137,7 +161,7 @@ fn remove_in(t: &mut [Slot], i: usize) -> u32 {
     loop {
         j = next_in(n, j);
         let s = t[j];
-        if s.val == EMPTY {
+        if s.is_free() {
             break;
         }
         let home = home(n, lo(&s.key));
@@ -147,19 +171,19 @@ fn remove_in(t: &mut [Slot], i: usize) -> u32 {
             hole = j;
         }
     }
-    t[hole] = FREE;
+    t[hole] = Slot::FREE;
     val
 }
 
 /// The used slots of `t` as entries.
-fn entries(t: &[Slot]) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
+fn entries<V: Value>(t: &[Slot<V>]) -> impl Iterator<Item = (KeyHash, V)> + '_ {
     t.iter()
-        .filter(|s| s.val != EMPTY)
+        .filter(|s| !s.is_free())
         .map(|s| (KeyHash(s.key), s.val))
 }
 
 #[allow(unsafe_code)]
-fn prefetch_slot(slot: &Slot) {
+fn prefetch_slot<V>(slot: &Slot<V>) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it reads nothing and the address is in bounds.
     unsafe {
@@ -170,8 +194,8 @@ fn prefetch_slot(slot: &Slot) {
     let _ = slot;
 }
 
-impl Slots {
-    pub(crate) fn new(capacity: usize) -> Slots {
+impl<V: Value> Slots<V> {
+    pub(crate) fn new(capacity: usize) -> Slots<V> {
         Slots {
             slots: Vec::new(),
             spare: Vec::new(),
@@ -207,7 +231,7 @@ impl Slots {
 
     pub(crate) fn allocation_size(&self) -> usize {
         (self.slots.capacity() + self.spare.capacity() + self.old.capacity())
-            * std::mem::size_of::<Slot>()
+            * std::mem::size_of::<Slot<V>>()
     }
 
     /// Starts loading the home slot of the key whose low 64 bits are `lo8` into the cache.
@@ -235,28 +259,32 @@ impl Slots {
         self.find(lo(&key.0), |k| *k == key.0)
     }
 
-    fn val(&mut self, at: At) -> &mut u32 {
+    fn val(&mut self, at: At) -> &mut V {
         match at {
             At::New(i) => &mut self.slots[i].val,
             At::Old(i) => &mut self.old[i].val,
         }
     }
 
-    pub(crate) fn get(&self, key: &KeyHash) -> Option<u32> {
-        self.find_key(key).map(|at| match at {
+    fn at(&self, at: At) -> V {
+        match at {
             At::New(i) => self.slots[i].val,
             At::Old(i) => self.old[i].val,
-        })
+        }
     }
 
-    pub(crate) fn get_mut(&mut self, key: &KeyHash) -> Option<&mut u32> {
+    pub(crate) fn get(&self, key: &KeyHash) -> Option<V> {
+        self.find_key(key).map(|at| self.at(at))
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &KeyHash) -> Option<&mut V> {
         let at = self.find_key(key)?;
         Some(self.val(at))
     }
 
     /// Sets `key`'s value; returns the previous one.
-    pub(crate) fn insert(&mut self, key: KeyHash, val: u32) -> Option<u32> {
-        debug_assert_ne!(val, EMPTY);
+    pub(crate) fn insert(&mut self, key: KeyHash, val: V) -> Option<V> {
+        debug_assert!(!val.is_free());
         if (self.len + 1) * MAX_LOAD.1 > self.slots.len() * MAX_LOAD.0 {
             self.grow();
         } else if self.len * PREPARE_AT.1 >= self.slots.len() * PREPARE_AT.0
@@ -274,7 +302,7 @@ impl Slots {
     }
 
     /// Places an entry known to be in neither table into `slots`.
-    fn put_new(&mut self, s: Slot) {
+    fn put_new(&mut self, s: Slot<V>) {
         let hash = lo(&s.key);
         if let Err(i) = find_in(&self.slots, hash, |_| false) {
             self.slots[i] = s;
@@ -282,15 +310,21 @@ impl Slots {
         }
     }
 
-    pub(crate) fn remove(&mut self, key: &KeyHash) -> Option<u32> {
+    pub(crate) fn remove(&mut self, key: &KeyHash) -> Option<V> {
         let at = self.find_key(key)?;
         Some(self.remove_at(at))
+    }
+
+    /// The value of the key whose low 64 bits are `lo8` (see `remove_by_lo`).
+    pub(crate) fn get_by_lo(&self, lo8: [u8; 8]) -> Option<V> {
+        self.find(u64::from_le_bytes(lo8), |k| k[..8] == lo8)
+            .map(|at| self.at(at))
     }
 
     /// Removes the key whose low 64 bits are `lo8` if `drop` says yes to its value. Two keys
     /// sharing 64 bits among the ones remembered has odds of about 1 in 10^7 at two million
     /// keys; the cost would be one key forgotten early.
-    pub(crate) fn remove_by_lo(&mut self, lo8: [u8; 8], drop: impl Fn(u32) -> bool) {
+    pub(crate) fn remove_by_lo(&mut self, lo8: [u8; 8], drop: impl Fn(V) -> bool) {
         if let Some(at) = self.find(u64::from_le_bytes(lo8), |k| k[..8] == lo8) {
             if drop(*self.val(at)) {
                 self.remove_at(at);
@@ -298,7 +332,7 @@ impl Slots {
         }
     }
 
-    fn remove_at(&mut self, at: At) -> u32 {
+    fn remove_at(&mut self, at: At) -> V {
         self.len -= 1;
         match at {
             At::New(i) => remove_in(&mut self.slots, i),
@@ -328,7 +362,7 @@ impl Slots {
             self.spare = Vec::with_capacity(size);
         }
         let add = step.min(size - self.spare.len().min(size));
-        self.spare.extend(std::iter::repeat_n(FREE, add));
+        self.spare.extend(std::iter::repeat_n(Slot::FREE, add));
     }
 
     fn grow(&mut self) {
@@ -338,10 +372,10 @@ impl Slots {
         let size = self.next_size();
         let mut next = std::mem::take(&mut self.spare);
         next.truncate(size);
-        next.resize(size, FREE);
+        next.resize(size, Slot::FREE);
         let old = std::mem::replace(&mut self.slots, next);
         self.max_shift = 0;
-        match old.iter().position(|s| s.val == EMPTY) {
+        match old.iter().position(Slot::is_free) {
             Some(start) if self.len > 0 => {
                 self.start = start;
                 self.next = next_in(old.len(), start);
@@ -350,7 +384,7 @@ impl Slots {
             Some(_) => {}
             // no free slot to start the move from (not below MAX_LOAD): all at once
             None => {
-                for s in old.into_iter().filter(|s| s.val != EMPTY) {
+                for s in old.into_iter().filter(|s| !s.is_free()) {
                     self.put_new(s);
                 }
             }
@@ -367,8 +401,8 @@ impl Slots {
                 return;
             }
             let mut j = self.next;
-            while self.old[j].val != EMPTY {
-                let s = std::mem::replace(&mut self.old[j], FREE);
+            while !self.old[j].is_free() {
+                let s = std::mem::replace(&mut self.old[j], Slot::FREE);
                 self.put_new(s);
                 j = next_in(n, j);
                 budget = budget.saturating_sub(1);
@@ -383,12 +417,12 @@ impl Slots {
     }
 
     /// Every entry, in both tables while a growth is under way.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (KeyHash, V)> + '_ {
         entries(&self.slots).chain(entries(&self.old))
     }
 
     /// The entries in slots `r` of `slots` (clamped to the table).
-    fn range(&self, r: std::ops::Range<usize>) -> impl Iterator<Item = (KeyHash, u32)> + '_ {
+    fn range(&self, r: std::ops::Range<usize>) -> impl Iterator<Item = (KeyHash, V)> + '_ {
         let end = r.end.min(self.slots.len());
         entries(&self.slots[r.start.min(end)..end])
     }
@@ -405,7 +439,7 @@ impl Slots {
         at: &mut ReadAt,
         n: usize,
         out: &mut Vec<T>,
-        keep: impl Fn(KeyHash, u32) -> Option<T>,
+        keep: impl Fn(KeyHash, V) -> Option<T>,
     ) -> bool {
         if !self.old.is_empty() {
             // moving an entry is a random write, reading one a sequential read: an eighth
@@ -449,7 +483,7 @@ mod tests {
 
     #[test]
     fn slot_is_twenty_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 20);
+        assert_eq!(std::mem::size_of::<Slot<u32>>(), 20);
     }
 
     /// Random inserts, updates and removes against std's HashMap, at a load that keeps the
@@ -572,7 +606,7 @@ mod tests {
         assert_eq!(all, want);
     }
 
-    fn size_of_old_entries(t: &Slots) -> usize {
+    fn size_of_old_entries(t: &Slots<u32>) -> usize {
         entries(&t.old).count()
     }
 
