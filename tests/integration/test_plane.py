@@ -643,6 +643,64 @@ async def test_dedup_state_from_base_and_deltas_survives_kill_9(
     assert len(outputs) == 3, [json.loads(o)["observed_at"] for o in outputs]
 
 
+async def test_keys_of_a_failed_save_are_in_the_next_one(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    """A save that fails (here the state bucket is gone, as after an operator's mistake)
+    has taken its changes from the router; the next save must write them anyway, or a
+    restart lets their duplicates through."""
+    from nats.js.api import ObjectStoreConfig
+
+    config = fault_config(tmp_path)  # snapshots every 500 ms
+    base = json.loads((EVENTS / "telemetry_spindle_rpm.json").read_text())
+    js = nc.jetstream()
+
+    def sample(i: int) -> bytes:
+        return json.dumps(dict(base, ts=base["ts"] + i)).encode()
+
+    outputs: list[bytes] = []
+
+    async def take(msg: Msg) -> None:
+        outputs.append(msg.data)
+
+    await nc.subscribe("mfg.telemetry.>", cb=take)
+
+    async def routed(n: int) -> None:
+        async def enough() -> bool:
+            return len(outputs) >= n
+
+        await wait_for(enough, 30, f"{n} telemetry outputs")
+
+    log = tmp_path / "router.log"
+    router = start_router(config, nats_server.url, log)
+    try:
+        await wait_stream(nc, "MFG_OUT")
+        await asyncio.sleep(0.5)
+        await nc.publish("mes.ham.cnc-12.telemetry", sample(1))
+        await routed(1)
+        await asyncio.sleep(1.5)  # saved whole, then deltas
+        await js.delete_object_store("MILLSTREAM_STATE")
+        await nc.publish("mes.ham.cnc-12.telemetry", sample(2))
+        await routed(2)
+        await asyncio.sleep(1.5)  # saves fail meanwhile: sample 2's delta is lost
+        await js.create_object_store("MILLSTREAM_STATE", ObjectStoreConfig())
+        await asyncio.sleep(1.5)  # the saves succeed again
+        router.kill()
+        router.wait(10)
+
+        router = start_router(config, nats_server.url, log)
+        await asyncio.sleep(2.0)
+        for i in (1, 2, 3):
+            await nc.publish("mes.ham.cnc-12.telemetry", sample(i))
+        await routed(3)
+        await asyncio.sleep(0.5)
+    finally:
+        router.send_signal(signal.SIGTERM)
+        router.wait(30)
+    # both samples came back from the save after the failures; only 3 is new
+    assert len(outputs) == 3, [json.loads(o)["observed_at"] for o in outputs]
+
+
 async def test_periodic_snapshots_are_paced_to_the_configured_rate(
     tmp_path: Path, nats_server: EmbeddedNats, nc: NATS
 ) -> None:

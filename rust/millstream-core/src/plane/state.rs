@@ -160,31 +160,63 @@ impl StateStore {
     pub(crate) async fn save(&self, shared: &Shared, pace: Pace) -> Result<usize, PlaneError> {
         let mut deltas = self.deltas.lock().await;
         let changes = shared.pipeline().changed_state();
+        let routes: Vec<String> = changes.iter().map(|(s, _)| s.route.clone()).collect();
         let mut keys = 0;
-        for (state, full) in changes {
-            let count = deltas.get(&state.route).copied();
-            let compact = !full && count.is_some_and(|c| c >= MAX_DELTAS);
-            if full || compact || count.is_none() {
-                // the whole route (when due for compaction, its changes are in it too)
-                let Some(state) = export_whole(shared, &state.route).await else {
-                    continue;
-                };
-                keys += state.dedup.len() + state.stale.len();
-                self.write(&self.object(&state.route), &state, pace).await?;
-                for n in 1..=count.unwrap_or(0) {
-                    // best effort: a leftover delta only re-adds keys the base has
-                    let _ = self.store.delete(self.delta(&state.route, n)).await;
+        for (i, (state, full)) in changes.into_iter().enumerate() {
+            let written = self
+                .save_route(shared, state, full, pace, &mut deltas)
+                .await;
+            match written {
+                Ok(n) => keys += n,
+                Err(e) => {
+                    // The changes of this route and of those after it were taken from the
+                    // pipeline and not written: a delta cannot bring them back. Their next
+                    // save is whole (their keys are still in the tables), with every delta
+                    // numbered so far deleted after it.
+                    for route in &routes[i..] {
+                        let count = deltas.entry(route.clone()).or_insert(0);
+                        *count = (*count).max(MAX_DELTAS);
+                    }
+                    return Err(e);
                 }
-                deltas.insert(state.route, 0);
-            } else if !state.dedup.is_empty() || !state.stale.is_empty() {
-                let n = count.unwrap_or(0) + 1;
-                keys += state.dedup.len() + state.stale.len();
-                self.write(&self.delta(&state.route, n), &state, pace)
-                    .await?;
-                deltas.insert(state.route, n);
             }
         }
         Ok(keys)
+    }
+
+    /// Writes one route's changes as a delta, or the route whole where that is due.
+    async fn save_route(
+        &self,
+        shared: &Shared,
+        state: RouteState,
+        full: bool,
+        pace: Pace,
+        deltas: &mut HashMap<String, usize>,
+    ) -> Result<usize, PlaneError> {
+        let count = deltas.get(&state.route).copied();
+        let compact = !full && count.is_some_and(|c| c >= MAX_DELTAS);
+        if full || compact || count.is_none() {
+            // the whole route (when due for compaction, its changes are in it too)
+            let Some(state) = export_whole(shared, &state.route).await else {
+                return Ok(0);
+            };
+            self.write(&self.object(&state.route), &state, pace).await?;
+            for n in 1..=count.unwrap_or(0) {
+                // best effort: a leftover delta only re-adds keys the base has
+                let _ = self.store.delete(self.delta(&state.route, n)).await;
+            }
+            let keys = state.dedup.len() + state.stale.len();
+            deltas.insert(state.route, 0);
+            Ok(keys)
+        } else if !state.dedup.is_empty() || !state.stale.is_empty() {
+            let n = count.unwrap_or(0) + 1;
+            self.write(&self.delta(&state.route, n), &state, pace)
+                .await?;
+            deltas.insert(state.route.clone(), n);
+            Ok(state.dedup.len() + state.stale.len())
+        } else {
+            Ok(0)
+        }
     }
 }
 
