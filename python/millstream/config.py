@@ -335,7 +335,8 @@ class DedupConfig(_Model):
 
 
 class StaleConfig(_Model):
-    """Drop an update whose `version` is older than the newest seen for the same `key`."""
+    """Drop an update whose `version` is older than the newest seen for the same `key`.
+    At `capacity` keys, the least recently updated key is forgotten for each new one."""
 
     key: str
     version: str

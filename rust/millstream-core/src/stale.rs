@@ -153,12 +153,8 @@ impl StaleGuard {
             return Vec::new();
         }
         let mut out = Vec::with_capacity(self.table.len());
-        out.extend(self.table.iter().map(|(k, e)| self.entry(k, e)));
+        out.extend(self.table.iter().map(|(k, e)| saved(&self.clock, k, e)));
         out
-    }
-
-    fn entry(&self, key: KeyHash, e: Entry) -> (KeyHash, i64, u64) {
-        (key, e.version, self.clock.ms(e.touched))
     }
 
     /// The next part of a full export read in parts, `slots` table slots at a time (as
@@ -174,10 +170,9 @@ impl StaleGuard {
         if self.clock.epoch_ms.is_none() {
             return true;
         }
-        let clock = self.clock;
-        self.table.read_part(at, slots, out, |k, e| {
-            Some((k, e.version, clock.ms(e.touched)))
-        })
+        let clock = &self.clock;
+        self.table
+            .read_part(at, slots, out, |k, e| Some(saved(clock, k, e)))
     }
 
     /// Record observations from now on, for `take_changes`.
@@ -219,6 +214,12 @@ impl StaleGuard {
     pub fn memory_bytes(&self) -> usize {
         self.table.allocation_size() + self.touches.allocation_size()
     }
+}
+
+/// What a snapshot holds of an entity: its newest version and the Unix millisecond it was
+/// last touched.
+fn saved(clock: &Clock, key: KeyHash, e: Entry) -> (KeyHash, i64, u64) {
+    (key, e.version, clock.ms(e.touched))
 }
 
 /// Entities the guard may hold above its capacity while `make_room` works through a run of

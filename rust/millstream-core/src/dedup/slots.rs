@@ -1,5 +1,6 @@
-//! The dedup cache's table: 128-bit key hashes with a 32-bit value, open addressing with
-//! linear probing and backward-shift deletion.
+//! The dedup cache's and the stale guard's table: 128-bit key hashes with a small value (a
+//! 32-bit tick; a version and a tick), open addressing with linear probing and backward-shift
+//! deletion.
 //!
 //! Written by hand on purpose. A full dedup cache removes one key for every key it adds.
 //! hashbrown (a SwissTable) marks a removed slot as a tombstone when its probe group is full;
