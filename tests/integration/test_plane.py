@@ -594,9 +594,17 @@ async def test_failed_output_naks_then_dead_letters_then_replays_after_the_fix(
     await run_service(fault_config(tmp_path), nats_server.url, tmp_path, body)
 
 
-async def test_dedup_state_from_base_and_deltas_survives_kill_9(
-    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
-) -> None:
+async def telemetry_across_a_kill_9(
+    nats_server: EmbeddedNats,
+    nc: NATS,
+    tmp_path: Path,
+    before_sample_2: Callable[[], Awaitable[None]] | None = None,
+    before_kill: Callable[[], Awaitable[None]] | None = None,
+) -> list[bytes]:
+    """Telemetry samples 1 and 2 routed with snapshots every 500 ms (1 saved whole, 2 only in
+    a delta), the router killed with SIGKILL and restarted, then samples 1, 2 and 3 sent
+    again; returns every telemetry output. The hooks run before sample 2 is sent and before
+    the kill."""
     config = fault_config(tmp_path)  # snapshots every 500 ms
     log = tmp_path / "router.log"
     base = json.loads((EVENTS / "telemetry_spindle_rpm.json").read_text())
@@ -624,9 +632,13 @@ async def test_dedup_state_from_base_and_deltas_survives_kill_9(
         await nc.publish("mes.ham.cnc-12.telemetry", sample(1))
         await routed(1)
         await asyncio.sleep(1.5)  # a full snapshot, then deltas
+        if before_sample_2:
+            await before_sample_2()
         await nc.publish("mes.ham.cnc-12.telemetry", sample(2))
         await routed(2)
         await asyncio.sleep(1.5)  # sample 2 is only in a delta
+        if before_kill:
+            await before_kill()
         router.kill()
         router.wait(10)
 
@@ -639,6 +651,13 @@ async def test_dedup_state_from_base_and_deltas_survives_kill_9(
     finally:
         router.send_signal(signal.SIGTERM)
         router.wait(30)
+    return outputs
+
+
+async def test_dedup_state_from_base_and_deltas_survives_kill_9(
+    nats_server: EmbeddedNats, nc: NATS, tmp_path: Path
+) -> None:
+    outputs = await telemetry_across_a_kill_9(nats_server, nc, tmp_path)
     # samples 1 (base) and 2 (delta) were judged duplicates after the crash; 3 is new
     assert len(outputs) == 3, [json.loads(o)["observed_at"] for o in outputs]
 
@@ -651,52 +670,19 @@ async def test_keys_of_a_failed_save_are_in_the_next_one(
     restart lets their duplicates through."""
     from nats.js.api import ObjectStoreConfig
 
-    config = fault_config(tmp_path)  # snapshots every 500 ms
-    base = json.loads((EVENTS / "telemetry_spindle_rpm.json").read_text())
     js = nc.jetstream()
 
-    def sample(i: int) -> bytes:
-        return json.dumps(dict(base, ts=base["ts"] + i)).encode()
-
-    outputs: list[bytes] = []
-
-    async def take(msg: Msg) -> None:
-        outputs.append(msg.data)
-
-    await nc.subscribe("mfg.telemetry.>", cb=take)
-
-    async def routed(n: int) -> None:
-        async def enough() -> bool:
-            return len(outputs) >= n
-
-        await wait_for(enough, 30, f"{n} telemetry outputs")
-
-    log = tmp_path / "router.log"
-    router = start_router(config, nats_server.url, log)
-    try:
-        await wait_stream(nc, "MFG_OUT")
-        await asyncio.sleep(0.5)
-        await nc.publish("mes.ham.cnc-12.telemetry", sample(1))
-        await routed(1)
-        await asyncio.sleep(1.5)  # saved whole, then deltas
+    async def lose_the_bucket() -> None:
         await js.delete_object_store("MILLSTREAM_STATE")
-        await nc.publish("mes.ham.cnc-12.telemetry", sample(2))
-        await routed(2)
-        await asyncio.sleep(1.5)  # saves fail meanwhile: sample 2's delta is lost
+
+    async def bring_it_back() -> None:
+        # the saves meanwhile failed: sample 2's delta is lost
         await js.create_object_store("MILLSTREAM_STATE", ObjectStoreConfig())
         await asyncio.sleep(1.5)  # the saves succeed again
-        router.kill()
-        router.wait(10)
 
-        router = start_router(config, nats_server.url, log)
-        await asyncio.sleep(2.0)
-        for i in (1, 2, 3):
-            await nc.publish("mes.ham.cnc-12.telemetry", sample(i))
-        await routed(3)
-        await asyncio.sleep(0.5)
-    finally:
-        router.send_signal(signal.SIGTERM)
-        router.wait(30)
+    outputs = await telemetry_across_a_kill_9(
+        nats_server, nc, tmp_path, before_sample_2=lose_the_bucket, before_kill=bring_it_back
+    )
     # both samples came back from the save after the failures; only 3 is new
     assert len(outputs) == 3, [json.loads(o)["observed_at"] for o in outputs]
 

@@ -316,17 +316,21 @@ impl<V: Value> Slots<V> {
         Some(self.remove_at(at))
     }
 
-    /// The value of the key whose low 64 bits are `lo8` (see `remove_by_lo`).
-    pub(crate) fn get_by_lo(&self, lo8: [u8; 8]) -> Option<V> {
+    /// Where the key whose low 64 bits are `lo8` is (see `remove_by_lo`).
+    fn find_by_lo(&self, lo8: [u8; 8]) -> Option<At> {
         self.find(u64::from_le_bytes(lo8), |k| k[..8] == lo8)
-            .map(|at| self.at(at))
+    }
+
+    /// The value of the key whose low 64 bits are `lo8`.
+    pub(crate) fn get_by_lo(&self, lo8: [u8; 8]) -> Option<V> {
+        self.find_by_lo(lo8).map(|at| self.at(at))
     }
 
     /// Removes the key whose low 64 bits are `lo8` if `drop` says yes to its value. Two keys
     /// sharing 64 bits among the ones remembered has odds of about 1 in 10^7 at two million
     /// keys; the cost would be one key forgotten early.
     pub(crate) fn remove_by_lo(&mut self, lo8: [u8; 8], drop: impl Fn(V) -> bool) {
-        if let Some(at) = self.find(u64::from_le_bytes(lo8), |k| k[..8] == lo8) {
+        if let Some(at) = self.find_by_lo(lo8) {
             if drop(*self.val(at)) {
                 self.remove_at(at);
             }

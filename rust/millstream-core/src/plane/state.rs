@@ -159,22 +159,22 @@ impl StateStore {
     /// returns the number of keys written.
     pub(crate) async fn save(&self, shared: &Shared, pace: Pace) -> Result<usize, PlaneError> {
         let mut deltas = self.deltas.lock().await;
-        let changes = shared.pipeline().changed_state();
-        let routes: Vec<String> = changes.iter().map(|(s, _)| s.route.clone()).collect();
+        let mut changes = shared.pipeline().changed_state().into_iter();
         let mut keys = 0;
-        for (i, (state, full)) in changes.into_iter().enumerate() {
-            let written = self
+        while let Some((state, full)) = changes.next() {
+            let route = state.route.clone();
+            match self
                 .save_route(shared, state, full, pace, &mut deltas)
-                .await;
-            match written {
+                .await
+            {
                 Ok(n) => keys += n,
                 Err(e) => {
                     // The changes of this route and of those after it were taken from the
                     // pipeline and not written: a delta cannot bring them back. Their next
                     // save is whole (their keys are still in the tables), with every delta
                     // numbered so far deleted after it.
-                    for route in &routes[i..] {
-                        let count = deltas.entry(route.clone()).or_insert(0);
+                    for route in std::iter::once(route).chain(changes.map(|(s, _)| s.route)) {
+                        let count = deltas.entry(route).or_insert(0);
                         *count = (*count).max(MAX_DELTAS);
                     }
                     return Err(e);
@@ -212,8 +212,9 @@ impl StateStore {
             let n = count.unwrap_or(0) + 1;
             self.write(&self.delta(&state.route, n), &state, pace)
                 .await?;
-            deltas.insert(state.route.clone(), n);
-            Ok(state.dedup.len() + state.stale.len())
+            let keys = state.dedup.len() + state.stale.len();
+            deltas.insert(state.route, n);
+            Ok(keys)
         } else {
             Ok(0)
         }
