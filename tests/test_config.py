@@ -365,6 +365,7 @@ def test_compile_plane_for_the_example() -> None:
     # The Rust side parses this with deny_unknown_fields: the key sets are the contract.
     assert set(plane) == {
         "url", "client_name", "inputs", "lanes", "publish_window", "state", "passthrough",
+        "pretouch_bytes",
     }  # fmt: skip
     assert plane["url"] == "nats://127.0.0.1:4222"
     assert plane["client_name"] == "millstream-dus"
@@ -387,6 +388,7 @@ def test_compile_plane_for_the_example() -> None:
         "snapshot_bytes_per_s": 16 * 1024 * 1024,
     }
     assert plane["passthrough"] is False
+    assert plane["pretouch_bytes"] == 128 << 20
     assert json.loads(json.dumps(plane)) == plane
 
 
@@ -419,6 +421,8 @@ PLANE_SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
             }
         },
     ),
+    ("pretouch", "memory: {pretouch_mib: 64}", {"pretouch_bytes": 64 << 20}),
+    ("pretouch_off", "memory: {pretouch_mib: 0}", {"pretouch_bytes": 0}),
     (
         "client_settings",
         "nats: {name: router-7, publish_window: 100}",

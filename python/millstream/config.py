@@ -460,6 +460,17 @@ class StateConfig(_Model):
     enabled: bool = True
 
 
+class MemoryConfig(_Model):
+    """The data plane's heap."""
+
+    # MiB faulted in before routing starts, so the first load does not wait for the pages
+    # the router's buffers grow into (as the JVM's -XX:+AlwaysPreTouch does for its heap).
+    # On a VM whose memory the host backs lazily, a router offered 25k events/s right after
+    # start stalled for 0.3-2 s without it (BENCHMARKS.md, session 11). 0: off. The memory
+    # stays resident either way once used: freed memory is kept (see `Plane.stats()`).
+    pretouch_mib: int = Field(128, ge=0, le=1 << 20)
+
+
 class MetricsConfig(_Model):
     """The Prometheus endpoint (`/metrics`); `port: null` turns it off."""
 
@@ -554,6 +565,7 @@ class Config(_Model):
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
     lanes: LanesConfig = Field(default_factory=LanesConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     # None: no gRPC server
     grpc: GrpcConfig | None = None
@@ -979,4 +991,5 @@ def compile_plane(config: Config, url: str, *, passthrough: bool = False) -> dic
         if config.state.enabled
         else None,
         "passthrough": passthrough,
+        "pretouch_bytes": config.memory.pretouch_mib << 20,
     }

@@ -44,6 +44,35 @@ fn keep_freed_memory() {
     }
 }
 
+/// Size of one pretouch block: a few of mimalloc's pages, so freeing them hands whole pages
+/// back to its arena, where any thread's next pages come from.
+const PRETOUCH_BLOCK: usize = 256 << 10;
+
+/// Fault in `bytes` of heap before the plane starts, then free it; returns the bytes touched.
+///
+/// Freed memory stays mapped (`keep_freed_memory`), so the pages the router's threads take
+/// once events flow are already resident. Untouched, they were faulted in under the first
+/// load: on a VM whose memory the host backs lazily each fault is slow, and a router started
+/// and then offered 25k events/s stalled for 0.3-2 s while its resident size grew by about
+/// 70 MB (BENCHMARKS.md, session 11). The JVM's `-XX:+AlwaysPreTouch` does the same for its
+/// heap. Skipped when mimalloc would give the memory back anyway (`MIMALLOC_PURGE_DELAY`).
+#[allow(unsafe_code)]
+fn pretouch(bytes: usize) -> usize {
+    if bytes == 0 || purge_delay_ms() >= 0 {
+        return 0;
+    }
+    // Non-zero contents: a zeroed allocation may be taken as already clear and not written.
+    let blocks: Vec<Vec<u8>> = (0..bytes.div_ceil(PRETOUCH_BLOCK))
+        .map(|_| vec![1u8; PRETOUCH_BLOCK])
+        .collect();
+    let touched = std::hint::black_box(&blocks).len() * PRETOUCH_BLOCK;
+    drop(blocks);
+    // SAFETY: asks mimalloc to return this thread's empty pages to the arena now rather
+    // than at this thread's later allocations (its own bookkeeping; no pointers involved).
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    touched
+}
+
 /// The purge delay in effect (ms; -1: never), for `Plane.stats()["allocator"]`.
 #[allow(unsafe_code)]
 fn purge_delay_ms() -> std::os::raw::c_long {
@@ -456,6 +485,8 @@ struct Plane {
     /// For gRPC calls: works while `inner` is locked by a drain.
     handle: Option<millstream_core::plane::PlaneHandle>,
     threads: usize,
+    /// Heap faulted in before the start (`pretouch`), for `stats()`.
+    pretouched: usize,
     replies: Replies,
 }
 
@@ -561,6 +592,7 @@ impl Plane {
             .map_err(|e| py_error(py, "PlanError", e.to_string()))?;
         let spec: millstream_core::plane::PlaneSpec = serde_json::from_str(plane_json)
             .map_err(|e| py_error(py, "PlaneError", format!("bad data-plane spec: {e}")))?;
+        let pretouched = py.detach(|| pretouch(spec.pretouch_bytes));
         let plane = py
             .detach(move || millstream_core::plane::Plane::start(pipeline, spec))
             .map_err(|e| py_error(py, "PlaneError", e.to_string()))?;
@@ -568,6 +600,7 @@ impl Plane {
             handle: plane.handle(),
             inner: Mutex::new(plane),
             threads,
+            pretouched,
             replies: Replies::start()?,
         })
     }
@@ -628,7 +661,10 @@ impl Plane {
         if let Some(o) = v.as_object_mut() {
             o.insert(
                 "allocator".into(),
-                serde_json::json!({"purge_delay_ms": purge_delay_ms()}),
+                serde_json::json!({
+                    "purge_delay_ms": purge_delay_ms(),
+                    "pretouched_bytes": self.pretouched,
+                }),
             );
         }
         json_to_py(py, &v)

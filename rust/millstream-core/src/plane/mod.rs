@@ -53,6 +53,10 @@ pub struct PlaneSpec {
     /// ceiling the end-to-end benchmark compares against.
     #[serde(default)]
     pub passthrough: bool,
+    /// Heap to fault in before routing starts (bytes; 0: none). The core only carries it:
+    /// the extension, which owns the allocator, touches it (`millstream-py`).
+    #[serde(default)]
+    pub pretouch_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
