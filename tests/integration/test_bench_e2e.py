@@ -49,6 +49,12 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
         assert set(path["cpu"]) == {"router_us_per_event", "nats_server_us_per_event",
                                     "generator_and_sink_us_per_event"}, path  # fmt: skip
         assert path["cpu"]["nats_server_us_per_event"] > 0, path
+    # the harness's own latency with no router between generator and sink: every event of
+    # the fixed load arrives, and the summary puts it next to the p99 target
+    floor = result["floor"]
+    assert floor["offered_per_s"] == 25_000 and floor["delivered_per_s"] > 24_000, floor
+    assert 0 < floor["p50_ms"] <= floor["p99_ms"] <= floor["p999_ms"], floor
+    assert "with no router" in summary(result)
     assert "CPU per stored event" in summary(result)
     assert "millstream / passthrough" in summary(result)
     assert "NOT SATURATED" in summary(result)

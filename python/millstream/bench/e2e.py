@@ -27,6 +27,8 @@ events/s and 25/50/80% of that router's saturation.
 Then the JetStream path: Odoo stock moves published into stream ODOO_IN, the example config's
 at-least-once route into MFG_OUT, counted from the stream: events/s, lost and duplicates; and
 its ceiling, the passthrough relay on the same input with its outputs stored in a stream.
+First of all, the harness's own latency floor: the fixed load published straight into the
+sink's subjects, nats-server between generator and sink and no router (`floor`).
 Per router, the CPU its process and nats-server spent per event at each load step (`/proc`);
 on the JetStream path, per stored event, also the generator's and sink's (this process).
 
@@ -515,10 +517,31 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def bench_floor(url: str, plan: Plan) -> dict[str, Any]:
+    """Latency of the harness itself at the fixed load: the same generator and sink with
+    nats-server between them and no router (the events are published straight into the
+    sink's subjects). No router's p99 can be below this on the machine."""
+    templates = [("mfg.telemetry.floor", body) for _, body in telemetry_templates()]
+    label = f"no router at {FIXED_LOAD:,.0f}/s"
+    r = Load(url, "mfg.telemetry.>", FIXED_LOAD, plan.latency_s, plan.warmup_s,
+             templates=templates).run(_progress(label))  # fmt: skip
+    _done(label, r)
+    lat = r["latency_ms"]
+    return {
+        "offered_per_s": FIXED_LOAD,
+        "delivered_per_s": r["delivered_per_s"],
+        "p50_ms": lat["p50"],
+        "p99_ms": lat["p99"],
+        "p999_ms": lat["p999"],
+        "max_ms": lat["max"],
+    }
+
+
 def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
     with EmbeddedNats(work / "nats") as server:
         print(f"nats-server {server.info.get('version')} at {server.url}", file=sys.stderr)
         pid = server.pid
+        floor = bench_floor(server.url, plan)
         results = [bench_router(name, server.url, config, work, plan, pid) for name in ROUTERS]
         js = bench_jetstream(server.url, config, work, plan, server_pid=pid)
         js["ceiling"] = bench_jetstream(server.url, config, work, plan, "passthrough", pid)
@@ -535,6 +558,7 @@ def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
         "ratio_vs_passthrough": ms["events_per_s"] / pt["events_per_s"],
         "ratio_vs_python": ms["events_per_s"] / py["events_per_s"] if py["events_per_s"] else None,
         "jetstream": js,
+        "floor": floor,
         "targets": {
             **TARGETS,
             "met": {
@@ -632,6 +656,15 @@ def summary(result: dict[str, Any]) -> str:
         f"(target >= {TARGETS['vs_python']}: {'met' if met['vs_python'] else 'MISSED'})",
         f"  p99 at 25k/s: target < {TARGETS['p99_ms_at_25k']} ms: "
         f"{'met' if met['p99_ms_at_25k'] else 'MISSED'}",
+    ]
+    if result.get("floor"):
+        f = result["floor"]
+        lines.append(
+            f"      with no router (generator -> nats-server -> sink) at "
+            f"{f['offered_per_s']:,.0f}/s: p50 {f['p50_ms']:.2f} ms  p99 {f['p99_ms']:.2f} ms  "
+            f"p999 {f['p999_ms']:.2f} ms"
+        )
+    lines += [
         f"  jetstream: {js['events_per_s']:,.0f} events/s, lost {js['lost']}, duplicates "
         f"{js['duplicates']} (target >= {TARGETS['jetstream']:,.0f}/s, 0, 0: "
         f"{'met' if met['jetstream'] else 'MISSED'})",
