@@ -27,6 +27,10 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
         assert r["events_per_s"] > 2_500, r
         assert r["saturated"] is False, r
         assert r["latency"] and all(p["p99_ms"] > 0 for p in r["latency"]), r
+        # the fixed load from the moment the router is ready, every event of it accounted for
+        first = r["first_load"]
+        assert first["offered_per_s"] == 25_000 and first["lost"] == 0, first
+        assert 0 < first["p50_ms"] <= first["p99_ms"] <= first["max_ms"], first
         assert all(p["lost"] == 0 for p in r["latency"] if p["offered_per_s"] <= 3_000), r
         # the CPU each router and the server spent per event at 25k/s offered
         cpu = r["cpu_at_25k"]
@@ -55,6 +59,7 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
     assert floor["offered_per_s"] == 25_000 and floor["delivered_per_s"] > 24_000, floor
     assert 0 < floor["p50_ms"] <= floor["p99_ms"] <= floor["p999_ms"], floor
     assert "with no router" in summary(result)
+    assert "first 25,000/s after start" in summary(result)
     assert "CPU per stored event" in summary(result)
     assert "millstream / passthrough" in summary(result)
     assert "NOT SATURATED" in summary(result)

@@ -23,7 +23,9 @@ a median latency under 50 ms, so a queue that only drains after the step does no
 repeated `--runs` times,
 median and spread reported, a run set whose spread exceeds `SPREAD_LIMIT` flagged as unstable
 (as Vector's soak harness does); then latency p50/p99/p999 at fixed offered loads: 25k
-events/s and 25/50/80% of that router's saturation.
+events/s and 25/50/80% of that router's saturation. Before the ramp, the 25k/s load from the
+moment the router is ready (`first_load`): what a router restarted under traffic does in its
+first seconds.
 Then the JetStream path: Odoo stock moves published into stream ODOO_IN, the example config's
 at-least-once route into MFG_OUT, counted from the stream: events/s, lost and duplicates; and
 its ceiling, the passthrough relay on the same input with its outputs stored in a stream.
@@ -308,6 +310,20 @@ def bench_router(
     router = start_router(name, url, config, work)
     times = machine_times()
     try:
+        # The fixed load from the moment the router is ready, warm-up included: what a router
+        # restarted under traffic does in its first seconds (fresh buffers, empty tables).
+        label = f"{name} first {FIXED_LOAD:,.0f}/s after start"
+        r = Load(url, sink, FIXED_LOAD, plan.latency_s, 0.0).run(_progress(label))
+        _done(label, r)
+        first_load = {
+            "offered_per_s": FIXED_LOAD,
+            "delivered_per_s": r["delivered_per_s"],
+            "p50_ms": r["latency_ms"]["p50"],
+            "p99_ms": r["latency_ms"]["p99"],
+            "p999_ms": r["latency_ms"]["p999"],
+            "max_ms": r["latency_ms"]["max"],
+            "lost": r["lost"],
+        }
         ramp: list[dict[str, Any]] = []
 
         def step(rate: float, label: str) -> bool:
@@ -401,6 +417,7 @@ def bench_router(
         "saturated": sat < KEEPS_UP * rate,
         "generator_lag_ms": max(float(r["generator_lag_ms"]) for r in runs),
         "latency": latency,
+        "first_load": first_load,
         "cpu_at_25k": next((p["cpu"] for p in latency if p["offered_per_s"] == FIXED_LOAD), None),
         "steal_share": steal_share(times, machine_times()),
     }
@@ -640,6 +657,12 @@ def summary(result: dict[str, Any]) -> str:
                 + (f", nats-server {c['nats_server_us_per_event']:.1f} µs/event"
                    if "nats_server_us_per_event" in c else "")
             )  # fmt: skip
+        if r.get("first_load"):
+            f = r["first_load"]
+            lines.append(
+                f"      first {f['offered_per_s']:,.0f}/s after start: p50 {f['p50_ms']:.2f} ms  "
+                f"p99 {f['p99_ms']:.2f} ms  max {f['max_ms']:.2f} ms"
+            )
         for p in r["latency"]:
             router_cpu = (p.get("cpu") or {}).get("router_us_per_event")
             lines.append(
