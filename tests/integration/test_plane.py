@@ -239,16 +239,9 @@ async def test_a_router_has_its_heap_faulted_in_before_it_routes(
         config = tmp_path / f"pretouch-{mib}.yaml"
         config.write_text(EXAMPLE.read_text() + f"\nmemory: {{pretouch_mib: {mib}}}\n")
         ready = tmp_path / f"ready-{mib}"
-        cmd = [sys.executable, "-m", "millstream.cli", "run", str(config), "--nats-url",
-               nats_server.url, "--no-metrics", "--ready-file", str(ready)]  # fmt: skip
-        with (tmp_path / f"router-{mib}.log").open("ab") as log:
-            router = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-        async def started(ready: Path = ready) -> bool:
-            return ready.exists()
-
+        router = start_router(config, nats_server.url, tmp_path / "router.log", ready, env)
         try:
-            await wait_for(started, 60, "the router to start")
+            await routing(ready)
             resident[mib] = resident_mib(router.pid)
         finally:
             router.terminate()
@@ -283,11 +276,29 @@ async def test_subject_injection_never_reaches_a_subject(service: Service, nc: N
     assert set(stats["by_reason"]) <= {"subject_rejected", "canonical_invalid"}
 
 
-def start_router(config: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    """`millstream run` as its own process, so it can be killed like a real deployment."""
-    cmd = [sys.executable, "-m", "millstream.cli", "run", str(config), "--nats-url", url]
+def start_router(
+    config: Path, url: str, log: Path, ready: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`millstream run` as its own process, so it can be killed like a real deployment;
+    `ready` is written once it routes (see `routing`)."""
+    cmd = [sys.executable, "-m", "millstream.cli", "run", str(config), "--nats-url", url,
+           "--no-metrics"]  # fmt: skip
+    if ready is not None:
+        ready.unlink(missing_ok=True)
+        cmd += ["--ready-file", str(ready)]
     with log.open("ab") as out:
-        return subprocess.Popen([*cmd, "--no-metrics"], stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+async def routing(ready: Path) -> None:
+    """Until a router started with `ready` routes: its inputs are subscribed, so a core NATS
+    event published now is not missed (its streams exist earlier, before the heap is faulted
+    in and the data plane starts)."""
+
+    async def written() -> bool:
+        return ready.exists()
+
+    await wait_for(written, 60, "the router to route")
 
 
 async def publish_moves(nc: NATS, first: int, n: int) -> None:
@@ -298,17 +309,6 @@ async def publish_moves(nc: NATS, first: int, n: int) -> None:
             for i in range(start, min(start + 200, first + n))
         ]
         await asyncio.gather(*acks)
-
-
-async def wait_stream(nc: NATS, name: str) -> None:
-    async def exists() -> bool:
-        try:
-            await nc.jetstream().stream_info(name)
-            return True
-        except Exception:
-            return False
-
-    await wait_for(exists, 30, f"stream {name} to be provisioned")
 
 
 async def consumer_done(nc: NATS) -> bool:
@@ -666,10 +666,10 @@ async def telemetry_across_a_kill_9(
 
         await wait_for(enough, 30, f"{n} telemetry outputs")
 
-    router = start_router(config, nats_server.url, log)
+    ready = tmp_path / "router.ready"
+    router = start_router(config, nats_server.url, log, ready)
     try:
-        await wait_stream(nc, "MFG_OUT")  # provisioned: the router is up
-        await asyncio.sleep(0.5)
+        await routing(ready)
         await nc.publish("mes.ham.cnc-12.telemetry", sample(1))
         await routed(1)
         await asyncio.sleep(1.5)  # a full snapshot, then deltas
@@ -683,8 +683,8 @@ async def telemetry_across_a_kill_9(
         router.kill()
         router.wait(10)
 
-        router = start_router(config, nats_server.url, log)
-        await asyncio.sleep(2.0)
+        router = start_router(config, nats_server.url, log, ready)
+        await routing(ready)
         for i in (1, 2, 3):
             await nc.publish("mes.ham.cnc-12.telemetry", sample(i))
         await routed(3)
@@ -747,10 +747,10 @@ async def test_periodic_snapshots_are_paced_to_the_configured_rate(
         routed += 1
 
     await nc.subscribe("mfg.telemetry.>", cb=take)
-    router = start_router(config, nats_server.url, tmp_path / "router.log")
+    ready = tmp_path / "router.ready"
+    router = start_router(config, nats_server.url, tmp_path / "router.log", ready)
     try:
-        await wait_stream(nc, "MFG_OUT")
-        await asyncio.sleep(1.0)
+        await routing(ready)
         for i in range(n):
             await nc.publish(
                 "mes.ham.cnc-12.telemetry", json.dumps(dict(base, ts=base["ts"] + i)).encode()
