@@ -303,6 +303,20 @@ def steal_share(before: list[int] | None, after: list[int] | None) -> float | No
     return (after[7] - before[7]) / total if total > 0 else None
 
 
+def latency_point(offered: float, r: dict[str, Any]) -> dict[str, Any]:
+    """What one fixed-load run of the generator reports, as the JSON keeps it."""
+    lat = r["latency_ms"]
+    return {
+        "offered_per_s": offered,
+        "delivered_per_s": r["delivered_per_s"],
+        "p50_ms": lat["p50"],
+        "p99_ms": lat["p99"],
+        "p999_ms": lat["p999"],
+        "max_ms": lat["max"],
+        "lost": r["lost"],
+    }
+
+
 def bench_router(
     name: str, url: str, config: Path, work: Path, plan: Plan, server_pid: int | None = None
 ) -> dict[str, Any]:
@@ -315,15 +329,7 @@ def bench_router(
         label = f"{name} first {FIXED_LOAD:,.0f}/s after start"
         r = Load(url, sink, FIXED_LOAD, plan.latency_s, 0.0).run(_progress(label))
         _done(label, r)
-        first_load = {
-            "offered_per_s": FIXED_LOAD,
-            "delivered_per_s": r["delivered_per_s"],
-            "p50_ms": r["latency_ms"]["p50"],
-            "p99_ms": r["latency_ms"]["p99"],
-            "p999_ms": r["latency_ms"]["p999"],
-            "max_ms": r["latency_ms"]["max"],
-            "lost": r["lost"],
-        }
+        first_load = latency_point(FIXED_LOAD, r)
         ramp: list[dict[str, Any]] = []
 
         def step(rate: float, label: str) -> bool:
@@ -386,17 +392,10 @@ def bench_router(
             # steadier on a noisy VM than a saturation figure. At 25k/s every router keeps
             # up; at a share of its own saturation the batches are as large as in use.
             point_cpu = cpu_per_event(cpu_before, measured, r["sent"])
-            lat = r["latency_ms"]
             latency.append(
                 {
-                    "offered_per_s": offered,
+                    **latency_point(offered, r),
                     "achieved_offered_per_s": r["offered_per_s"],
-                    "delivered_per_s": r["delivered_per_s"],
-                    "p50_ms": lat["p50"],
-                    "p99_ms": lat["p99"],
-                    "p999_ms": lat["p999"],
-                    "max_ms": lat["max"],
-                    "lost": r["lost"],
                     "cpu": point_cpu or None,
                 }
             )
@@ -543,15 +542,7 @@ def bench_floor(url: str, plan: Plan) -> dict[str, Any]:
     r = Load(url, "mfg.telemetry.>", FIXED_LOAD, plan.latency_s, plan.warmup_s,
              templates=templates).run(_progress(label))  # fmt: skip
     _done(label, r)
-    lat = r["latency_ms"]
-    return {
-        "offered_per_s": FIXED_LOAD,
-        "delivered_per_s": r["delivered_per_s"],
-        "p50_ms": lat["p50"],
-        "p99_ms": lat["p99"],
-        "p999_ms": lat["p999"],
-        "max_ms": lat["max"],
-    }
+    return latency_point(FIXED_LOAD, r)
 
 
 def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
