@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 
 from millstream.bench.core import find_config
-from millstream.bench.e2e import ROUTERS, Plan, run_e2e, summary
+from millstream.bench.e2e import (
+    ROUTERS,
+    SINK_RETRIES,
+    Load,
+    Plan,
+    measure,
+    run_e2e,
+    slow_consumers,
+    summary,
+    telemetry_templates,
+)
+from millstream.transport import EmbeddedNats
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +74,30 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
     assert "CPU per stored event" in summary(result)
     assert "millstream / passthrough" in summary(result)
     assert "NOT SATURATED" in summary(result)
+    # no phase lost its sink: every figure above measured the routers, not the harness
+    phases = [floor, *result["results"], js, ceiling]
+    assert all(p["sink_closed"] == [] for p in phases), phases
+    assert result["slow_consumers"] == [] and "HARNESS" not in summary(result)
+
+
+def test_a_run_whose_sink_is_cut_off_says_so_and_is_measured_again(tmp_path: Path) -> None:
+    # A server that cuts any subscriber off with more than 1 KiB waiting for it, and events
+    # of ~900 bytes: two of them queued for the sink (the generator writes each millisecond's
+    # events at once) make it a slow consumer, as a starved sink is on a loaded machine.
+    conf = tmp_path / "tiny.conf"
+    conf.write_text("max_payload: 1024\nmax_pending: 1024\n")
+    pad = ',"note":"' + "x" * 700 + '"}'
+    templates = [("mfg.telemetry.cut", body[:-1] + pad) for _, body in telemetry_templates()]
+    closed: list[str] = []
+    with EmbeddedNats(tmp_path / "nats", config_file=conf) as server:
+        load = Load(server.url, "mfg.telemetry.>", 25_000, 1.0, 0.2, templates=templates)
+        r = measure(load, "cut", closed)
+        log = slow_consumers(server.log_path)
+    # the report says when and why the sink stopped counting; what it missed is lost
+    assert r["sink_closed"] and "closed the connection" in r["sink_closed"], r
+    assert r["lost"] > 0, r
+    # every attempt was cut, noted and retried, then the harness gave up
+    assert len(closed) == 1 + SINK_RETRIES, closed
+    assert all(c.startswith("cut: the sink's connection ended") for c in closed), closed
+    # and nats-server's log names the reason
+    assert log and "millstream-loadgen-sink" in " ".join(log), log

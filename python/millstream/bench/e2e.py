@@ -227,6 +227,37 @@ def _done(label: str, r: dict[str, Any]) -> None:
     )
 
 
+# A run whose sink lost its connection (nats-server cuts a subscriber off as a slow consumer
+# when the loaded machine starves it) measured the harness, not the router: every event after
+# the cut counts as lost. Such a run is measured again, up to this many times; the result
+# keeps what happened (`sink_closed`).
+SINK_RETRIES = 2
+
+
+def measure(
+    load: Load,
+    label: str,
+    sink_closed: list[str],
+    *,
+    retry: bool = True,
+    procs: list[tuple[str, int | None]] | None = None,
+) -> dict[str, Any]:
+    """Run `load` and show it; a run whose sink lost its connection is noted in `sink_closed`
+    and, with `retry`, run again. With `procs`, the report's `cpu` is `cpu_per_event` of
+    those processes over the run it returns."""
+    for _ in range(1 + (SINK_RETRIES if retry else 0)):
+        before = cpu_readings(procs) if procs else None
+        r = load.run(_progress(label))
+        _done(label, r)
+        if procs and before is not None:
+            r["cpu"] = cpu_per_event(before, procs, r["sent"])
+        if not r["sink_closed"]:
+            return r
+        sink_closed.append(f"{label}: the sink's connection ended {r['sink_closed']}")
+        print(f"  ! {sink_closed[-1]}" + ("; measuring again" if retry else ""), file=sys.stderr)
+    return r
+
+
 @dataclass
 class Plan:
     ramp_from: float
@@ -323,18 +354,19 @@ def bench_router(
     sink = "passthrough.>" if name == "passthrough" else "mfg.telemetry.>"
     router = start_router(name, url, config, work)
     times = machine_times()
+    sink_closed: list[str] = []
     try:
         # The fixed load from the moment the router is ready, warm-up included: what a router
         # restarted under traffic does in its first seconds (fresh buffers, empty tables).
+        # Not repeated: a second run would not be the first.
         label = f"{name} first {FIXED_LOAD:,.0f}/s after start"
-        r = Load(url, sink, FIXED_LOAD, plan.latency_s, 0.0).run(_progress(label))
-        _done(label, r)
+        r = measure(Load(url, sink, FIXED_LOAD, plan.latency_s, 0.0), label, sink_closed,
+                    retry=False)  # fmt: skip
         first_load = latency_point(FIXED_LOAD, r)
         ramp: list[dict[str, Any]] = []
 
         def step(rate: float, label: str) -> bool:
-            r = Load(url, sink, rate, plan.ramp_s, plan.warmup_s).run(_progress(label))
-            _done(label, r)
+            r = measure(Load(url, sink, rate, plan.ramp_s, plan.warmup_s), label, sink_closed)
             ramp.append(
                 {
                     "offered_per_s": rate,
@@ -363,9 +395,7 @@ def bench_router(
             for i in range(plan.runs):
                 load = Load(url, sink, rate, plan.saturation_s, plan.warmup_s)
                 label = f"{name} saturation {i + 1}/{plan.runs} at {rate:,.0f}/s"
-                r = load.run(_progress(label))
-                _done(label, r)
-                runs.append(r)
+                runs.append(measure(load, label, sink_closed))
             # the sink's output rate while the load lasted: the router's throughput when
             # offered more than it can take (a backlog drained after the window does not count)
             delivered = [float(r["output_per_s"]) for r in runs]
@@ -383,20 +413,16 @@ def bench_router(
         for offered in sorted({FIXED_LOAD, *(round(sat * s) for s in SHARES)}):
             if offered < 100:
                 continue
-            cpu_before = cpu_readings(measured)
-            r = Load(url, sink, offered, plan.latency_s, plan.warmup_s).run(
-                _progress(f"{name} at {offered:,.0f}/s")
-            )
-            _done(f"{name} at {offered:,.0f}/s", r)
             # CPU per event at each load: how much of the shared machine each router needs,
             # steadier on a noisy VM than a saturation figure. At 25k/s every router keeps
             # up; at a share of its own saturation the batches are as large as in use.
-            point_cpu = cpu_per_event(cpu_before, measured, r["sent"])
+            load = Load(url, sink, offered, plan.latency_s, plan.warmup_s)
+            r = measure(load, f"{name} at {offered:,.0f}/s", sink_closed, procs=measured)
             latency.append(
                 {
                     **latency_point(offered, r),
                     "achieved_offered_per_s": r["offered_per_s"],
-                    "cpu": point_cpu or None,
+                    "cpu": r["cpu"] or None,
                 }
             )
     finally:
@@ -419,6 +445,7 @@ def bench_router(
         "first_load": first_load,
         "cpu_at_25k": next((p["cpu"] for p in latency if p["offered_per_s"] == FIXED_LOAD), None),
         "steal_share": steal_share(times, machine_times()),
+        "sink_closed": sink_closed,
     }
 
 
@@ -481,8 +508,10 @@ def bench_jetstream(
         load = Load(url, sink_subject, rate, plan.js_events / rate, 0.0,
                     templates=stock_move_templates(), marker=JS_MARKER, jetstream_window=4096,
                     sink_stream=sink_stream, settle_s=JS_SETTLE_S)  # fmt: skip
-        r = load.run(_progress(label))
-        _done(label, r)
+        # Not repeated: the router has taken the run's records, and the same ones again
+        # would rightly be duplicates to it.
+        sink_closed: list[str] = []
+        r = measure(load, label, sink_closed, retry=False)
         cpu = cpu_per_event(cpu_before, procs, r["distinct"])
     finally:
         router.stop()
@@ -505,6 +534,7 @@ def bench_jetstream(
         "p99_ms": r["latency_ms"]["p99"],
         "cpu": cpu or None,
         "steal_share": steal_share(times, machine_times()),
+        "sink_closed": sink_closed,
     }
 
 
@@ -539,10 +569,19 @@ def bench_floor(url: str, plan: Plan) -> dict[str, Any]:
     sink's subjects). No router's p99 can be below this on the machine."""
     templates = [("mfg.telemetry.floor", body) for _, body in telemetry_templates()]
     label = f"no router at {FIXED_LOAD:,.0f}/s"
-    r = Load(url, "mfg.telemetry.>", FIXED_LOAD, plan.latency_s, plan.warmup_s,
-             templates=templates).run(_progress(label))  # fmt: skip
-    _done(label, r)
-    return latency_point(FIXED_LOAD, r)
+    sink_closed: list[str] = []
+    r = measure(Load(url, "mfg.telemetry.>", FIXED_LOAD, plan.latency_s, plan.warmup_s,
+                     templates=templates), label, sink_closed)  # fmt: skip
+    return {**latency_point(FIXED_LOAD, r), "sink_closed": sink_closed}
+
+
+def slow_consumers(log: Path, limit: int = 20) -> list[str]:
+    """The first `limit` lines of a nats-server log that report a slow consumer."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if "Slow Consumer" in line][:limit]
 
 
 def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
@@ -554,6 +593,7 @@ def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
         js = bench_jetstream(server.url, config, work, plan, server_pid=pid)
         js["ceiling"] = bench_jetstream(server.url, config, work, plan, "passthrough", pid)
         version = server.info.get("version")
+        slow = slow_consumers(server.log_path)
     by = {r["name"]: r for r in results}
     ms, pt, py = by["millstream"], by["passthrough"], by["python_baseline"]
     at_25k = next((p for p in ms["latency"] if p["offered_per_s"] == FIXED_LOAD), None)
@@ -567,6 +607,9 @@ def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
         "ratio_vs_python": ms["events_per_s"] / py["events_per_s"] if py["events_per_s"] else None,
         "jetstream": js,
         "floor": floor,
+        # Connections nats-server cut off as slow consumers during the run, as its log says:
+        # a router's (it fell behind) or the sink's (see `sink_closed` of each phase).
+        "slow_consumers": slow,
         "targets": {
             **TARGETS,
             "met": {
@@ -700,4 +743,15 @@ def summary(result: dict[str, Any]) -> str:
             "  jetstream: the sink's wait ended while outputs were still being stored; "
             "'lost' includes events that were only late"
         )
+    closed = [
+        *result.get("floor", {}).get("sink_closed", []),
+        *(c for r in result["results"] for c in r.get("sink_closed", [])),
+        *js.get("sink_closed", []),
+        *(js.get("ceiling") or {}).get("sink_closed", []),
+    ]
+    for c in closed:
+        lines.append(f"  HARNESS: {c}")
+    slow = result.get("slow_consumers") or []
+    if slow:
+        lines.append(f"  nats-server cut {len(slow)} slow consumer(s) off; first: {slow[0]}")
     return "\n".join(lines)

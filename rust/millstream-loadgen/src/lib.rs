@@ -164,6 +164,10 @@ pub struct LoadReport {
     pub generator_lag_ms: f64,
     /// Wall time from the first scheduled send to the end of the settle period.
     pub elapsed_s: f64,
+    /// Set when the sink's subscription ended before the run did (nats-server cutting it off
+    /// as a slow consumer, say): when and why. Every event after that counts as lost, so the
+    /// run measured the harness, not the system under test.
+    pub sink_closed: Option<String>,
 }
 
 /// Reported about every 500 ms while a run is in progress (and once at the end).
@@ -404,7 +408,8 @@ async fn run_async(
     let outcome = generated.map_or(Err(LoadError::Task("no generator".into())), |r| {
         r.map_err(task)
     })?;
-    let tally = counted.map_or(Err(LoadError::Task("no sink".into())), |r| r.map_err(task))?;
+    let (tally, sink_closed) =
+        counted.map_or(Err(LoadError::Task("no sink".into())), |r| r.map_err(task))?;
 
     Ok(LoadReport {
         sent: outcome.sent,
@@ -421,10 +426,19 @@ async fn run_async(
         latency_ms: tally.latency_ms(),
         generator_lag_ms: outcome.max_lag_ns as f64 / 1e6,
         elapsed_s,
+        sink_closed,
     })
 }
 
-type Bodies = Pin<Box<dyn futures::Stream<Item = Bytes> + Send>>;
+/// The sink's message bodies; an `Err` (the last item) says why the subscription ended.
+type Bodies = Pin<Box<dyn futures::Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// The end of a subscription that async-nats gives no reason for.
+fn ended<T>() -> futures::stream::Once<futures::future::Ready<Result<T, String>>> {
+    futures::stream::once(futures::future::ready(Err(
+        "the subscription ended (connection closed)".to_owned(),
+    )))
+}
 
 /// The sink's messages, and the JetStream push consumer to delete after the run, if any.
 struct OpenSink {
@@ -443,11 +457,14 @@ const PUSH_INACTIVE: Duration = Duration::from_secs(10);
 /// Subscribes (and makes sure the server has the subscription) before anything is sent.
 async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<OpenSink, LoadError> {
     let err = |what: &str, e: &dyn std::fmt::Display| LoadError::Sink(format!("{what}: {e}"));
-    let light = |batches: mpsc::UnboundedReceiver<Vec<Bytes>>| -> Bodies {
+    let light = |batches: mpsc::UnboundedReceiver<wire::Batch>| -> Bodies {
         let batches = futures::stream::unfold(batches, |mut rx| async move {
             rx.recv().await.map(|batch| (batch, rx))
         });
-        Box::pin(batches.flat_map(futures::stream::iter))
+        Box::pin(batches.flat_map(|batch| match batch {
+            Ok(bodies) => futures::stream::iter(bodies.into_iter().map(Ok)).left_stream(),
+            Err(why) => futures::stream::once(futures::future::ready(Err(why))).right_stream(),
+        }))
     };
     let bodies = |bodies: Bodies| OpenSink {
         bodies,
@@ -468,7 +485,7 @@ async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<OpenSink, 
                 .await
                 .map_err(|e| err(&format!("subscribe to {subject}"), &e))?;
             client.flush().await.map_err(|e| err("flush", &e))?;
-            Ok(bodies(Box::pin(sub.map(|m| m.payload))))
+            Ok(bodies(Box::pin(sub.map(|m| Ok(m.payload)).chain(ended()))))
         }
         // A push consumer rather than a pull consumer driven over the light connection: the
         // server then sends on its own and the reader only has to answer flow control, where
@@ -532,14 +549,17 @@ async fn open_sink(url: &str, client: &Client, sink: &Sink) -> Result<OpenSink, 
                 .map_err(|e| err(&format!("ordered consumer on {stream}"), &e))?;
             // The ordered consumer recreates itself after a gap or missed heartbeats; the
             // errors it reports meanwhile are not messages, and loss shows in the counts.
-            Ok(bodies(Box::pin(messages.filter_map(|m| {
-                futures::future::ready(m.ok().map(|m| m.message.payload))
-            }))))
+            Ok(bodies(Box::pin(
+                messages
+                    .filter_map(|m| futures::future::ready(m.ok().map(|m| Ok(m.message.payload))))
+                    .chain(ended()),
+            )))
         }
     }
 }
 
-/// Counts until the generator is done and the output has settled.
+/// Counts until the generator is done and the output has settled, or until the
+/// subscription ends early (then also says when and why).
 async fn sink(
     mut messages: Bodies,
     mut tally: Tally,
@@ -547,13 +567,14 @@ async fn sink(
     gen_end_ns: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
     settle: Duration,
-) -> Tally {
+) -> (Tally, Option<String>) {
     let settle_ns = nanos(settle);
     let mut tick = tokio::time::interval(
         (settle / 4).clamp(Duration::from_millis(1), Duration::from_millis(10)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_rx_ns = 0;
+    let mut closed = None;
     loop {
         tokio::select! {
             biased;
@@ -569,19 +590,26 @@ async fn sink(
                 }
             }
             m = messages.next() => match m {
-                Some(body) => {
+                Some(Ok(body)) => {
                     last_rx_ns = since(start);
                     tally.on_message(&body, last_rx_ns);
                 }
+                // The subscription ended: nothing more will come, and every event not yet
+                // counted is lost to the sink, whatever the router did with it. The report
+                // says so, or a harness would read the collapse as the router's.
+                Some(Err(why)) => {
+                    closed = Some(format!("{:.2} s into the run: {why}", since(start) as f64 / 1e9));
+                    break;
+                }
                 None => {
-                    // The subscription ended (connection closed); nothing more will come.
+                    closed = Some(format!("{:.2} s into the run", since(start) as f64 / 1e9));
                     break;
                 }
             },
         }
     }
     received.store(tally.received, Ordering::Relaxed);
-    tally
+    (tally, closed)
 }
 
 enum Publisher {

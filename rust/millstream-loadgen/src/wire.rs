@@ -25,12 +25,12 @@ pub(crate) fn serves(url: &str) -> bool {
 /// Connects, subscribes to `subject` and waits until the server has the subscription (its
 /// PONG), then reads in a task: every read's bodies go to the returned channel as one batch.
 /// Status messages (a push consumer's heartbeats and flow-control requests) are not bodies;
-/// the flow-control requests among them are answered. The channel ends when the connection
-/// does.
+/// the flow-control requests among them are answered. When the connection ends, the last
+/// item says why.
 pub(crate) async fn subscribe(
     url: &str,
     subject: &str,
-) -> Result<mpsc::UnboundedReceiver<Vec<Bytes>>, String> {
+) -> Result<mpsc::UnboundedReceiver<Batch>, String> {
     let t = target(url).ok_or_else(|| format!("not a plain nats:// URL: {url}"))?;
     let mut stream = TcpStream::connect(&t.host)
         .await
@@ -86,12 +86,20 @@ pub(crate) async fn subscribe(
                     }
                     Ok(Some(Frame::Ping)) => out.extend_from_slice(b"PONG\r\n"),
                     Ok(Some(Frame::Pong | Frame::Other)) => {}
-                    // The sink's counts show whatever this loses; the run goes on to its end.
-                    Ok(Some(Frame::Err(_))) | Err(_) => return,
+                    // The sink's counts show whatever this loses and its report says why the
+                    // connection ended; the run goes on to its end.
+                    Ok(Some(Frame::Err(e))) => {
+                        let _ = tx.send(Err(format!("the server sent -ERR {e}")));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("unreadable protocol: {e}")));
+                        return;
+                    }
                     Ok(None) => break,
                 }
             }
-            if !bodies.is_empty() && tx.send(std::mem::take(&mut bodies)).is_err() {
+            if !bodies.is_empty() && tx.send(Ok(std::mem::take(&mut bodies))).is_err() {
                 return;
             }
             // Flow control is answered as soon as the bytes are read, not once the tally has
@@ -99,7 +107,8 @@ pub(crate) async fn subscribe(
             // connection filling up (a slow consumer, whose messages the server drops), and
             // the channel behind this reader is unbounded, like the core path's.
             if !out.is_empty() {
-                if stream.write_all(&out).await.is_err() {
+                if let Err(e) = stream.write_all(&out).await {
+                    let _ = tx.send(Err(format!("write: {e}")));
                     return;
                 }
                 out.clear();
@@ -108,13 +117,25 @@ pub(crate) async fn subscribe(
                 buf.reserve(1 << 20);
             }
             match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
+                // nats-server closes a slow consumer's connection without a word (its
+                // outbound buffer is what is full); its log names the reason.
+                Ok(0) => {
+                    let _ = tx.send(Err("the server closed the connection".into()));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("read: {e}")));
+                    return;
+                }
                 Ok(_) => {}
             }
         }
     });
     Ok(rx)
 }
+
+/// One read's bodies, or why the connection ended (the last item).
+pub(crate) type Batch = Result<Vec<Bytes>, String>;
 
 /// Whether a message is one the server made up rather than one a client published: its
 /// header block starts with a status code (`NATS/1.0 100 Idle Heartbeat`, `NATS/1.0 100
@@ -160,8 +181,8 @@ mod tests {
 
     /// A stand-in server delivers what a JetStream push consumer sends to its deliver subject:
     /// messages with and without headers, a flow-control request and an idle heartbeat that
-    /// names a stalled request. The reader must hand out the two bodies only and answer both
-    /// requests with an empty publish.
+    /// names a stalled request, then hangs up. The reader must hand out the two bodies only,
+    /// answer both requests with an empty publish, and say how the connection ended.
     #[tokio::test]
     async fn answers_flow_control_and_hands_out_only_bodies() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -194,7 +215,7 @@ mod tests {
         let mut rx = subscribe(&url, "_INBOX.d").await.expect("subscribe");
         let mut bodies = Vec::new();
         while bodies.len() < 2 {
-            bodies.extend(rx.recv().await.expect("a batch"));
+            bodies.extend(rx.recv().await.expect("a batch").expect("bodies"));
         }
         let answers = server.await.expect("server");
         assert_eq!(bodies, vec![Bytes::from("one"), Bytes::from("two")]);
@@ -202,6 +223,11 @@ mod tests {
             String::from_utf8_lossy(&answers),
             "PUB $JS.FC.S.C.new2 0\r\n\r\nPUB $JS.FC.S.C.old1 0\r\n\r\nPONG\r\n"
         );
-        assert!(rx.try_recv().is_err(), "nothing else is a body");
+        // nothing else is a body, and once the server has hung up the last item says so
+        assert_eq!(
+            rx.recv().await,
+            Some(Err("the server closed the connection".to_owned()))
+        );
+        assert_eq!(rx.recv().await, None);
     }
 }

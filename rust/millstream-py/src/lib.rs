@@ -793,6 +793,7 @@ fn run_load(py: Python<'_>, spec_json: &str, progress: Option<Py<PyAny>>) -> PyR
         },
         "generator_lag_ms": r.generator_lag_ms,
         "elapsed_s": r.elapsed_s,
+        "sink_closed": r.sink_closed,
     });
     json_to_py(py, &v)
 }
