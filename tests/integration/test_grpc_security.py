@@ -234,7 +234,9 @@ def pki(tmp_path: Path) -> dict[str, Any]:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
 
     def client(issuer: trustme.CA) -> tuple[bytes, bytes]:
-        leaf = issuer.issue_cert(common_name="plant-3-gateway")
+        # with a name as well: cryptography 51 refuses a certificate with an empty
+        # subjectAltName, which is what trustme writes for a leaf without one
+        leaf = issuer.issue_cert("plant-3-gateway.dus.acme.internal", common_name="plant-3-gateway")
         return leaf.private_key_pem.bytes(), b"".join(b.bytes() for b in leaf.cert_chain_pems)
 
     return {
