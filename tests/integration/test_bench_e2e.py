@@ -4,6 +4,7 @@ benchmarks, not test assertions: BENCHMARKS.md.)"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,12 @@ TOY = Plan(ramp_from=3_000, ramp_to=3_000, ramp_s=1.0, saturation_s=1.0, latency
 
 
 def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path) -> None:
+    started = time.monotonic()
     result = run_e2e(find_config(None).resolve(), TOY, tmp_path)
     assert result["benchmark"] == "e2e"
+    # the run's own duration, as the summary's first line shows it
+    assert 0 < result["elapsed_s"] <= time.monotonic() - started, result["elapsed_s"]
+    assert f"{result['elapsed_s']:.0f} s" in summary(result).splitlines()[0]
     assert [r["name"] for r in result["results"]] == list(ROUTERS)
     for r in result["results"]:
         # 3k/s is far below any router's capacity: everything offered is delivered, and the

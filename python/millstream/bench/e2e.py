@@ -585,6 +585,7 @@ def slow_consumers(log: Path, limit: int = 20) -> list[str]:
 
 
 def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
+    started = time.monotonic()
     with EmbeddedNats(work / "nats") as server:
         print(f"nats-server {server.info.get('version')} at {server.url}", file=sys.stderr)
         pid = server.pid
@@ -602,6 +603,9 @@ def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
         "machine": {**machine_info(), "nats_server": version},
         "config": str(config),
         "plan": plan.__dict__,
+        # the whole measurement, server start to the last router's stop (the issue bounds a
+        # default run at 5 minutes; the plot and the JSON come after)
+        "elapsed_s": time.monotonic() - started,
         "results": results,
         "ratio_vs_passthrough": ms["events_per_s"] / pt["events_per_s"],
         "ratio_vs_python": ms["events_per_s"] / py["events_per_s"] if py["events_per_s"] else None,
@@ -630,7 +634,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="default: examples/manufacturing.yaml")
     p.add_argument("--json", type=Path, help="write the result here")
     p.add_argument("--plot", type=Path, help="PNG of latency against offered load")
-    p.add_argument("--quick", action="store_true", help="shorter runs (about a minute)")
+    p.add_argument("--quick", action="store_true", help="shorter measurements (about 4 minutes)")
     p.add_argument("--runs", type=int, help="saturation repeats per router (default 3)")
 
 
@@ -674,7 +678,10 @@ def steal_note(share: float | None) -> str:
 
 
 def summary(result: dict[str, Any]) -> str:
-    lines = [f"e2e on {result['machine'].get('cpu')} ({os.cpu_count()} cores)"]
+    lines = [
+        f"e2e on {result['machine'].get('cpu')} ({os.cpu_count()} cores), "
+        f"{result.get('elapsed_s', 0):.0f} s"
+    ]
     for r in result["results"]:
         flag = f"  UNSTABLE: spread over {SPREAD_LIMIT:.0%}" if r["unstable"] else ""
         if not r.get("saturated", True):
