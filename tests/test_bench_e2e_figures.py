@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any, cast
 
 from millstream.bench.e2e import (
+    SINK_RETRIES,
+    Load,
     cpu_line,
     cpu_per_event,
     cpu_readings,
+    measure,
+    slow_consumers,
     spread,
     steal_note,
     steal_share,
@@ -53,3 +59,51 @@ def test_cpu_per_event_leaves_out_a_process_without_both_readings() -> None:
         assert set(cpu) == {"me_us_per_event"} and cpu["me_us_per_event"] >= 0
     assert cpu_per_event(before, procs, 0) == {}, "no events: no figure"
     assert cpu_per_event({"me": None, "absent": None}, procs, 1_000) == {}
+
+
+class CutLoad:
+    """Stands in for `Load`: its first `cut` runs report that the sink lost its connection."""
+
+    def __init__(self, cut: int) -> None:
+        self.cut, self.runs = cut, 0
+
+    def run(self, progress: object = None) -> dict[str, Any]:
+        self.runs += 1
+        closed = "0.50 s into the run: the server closed the connection"
+        return {
+            "sent": 1000, "offered_per_s": 1000.0, "delivered_per_s": 500.0,
+            "output_per_s": 500.0, "lost": 500 if self.runs <= self.cut else 0, "duplicates": 0,
+            "latency_ms": {"p50": 1.0, "p99": 2.0, "p999": 3.0, "max": 4.0},
+            "sink_closed": closed if self.runs <= self.cut else None, "attempt": self.runs,
+        }  # fmt: skip
+
+
+def test_a_run_that_lost_its_sink_is_noted_and_measured_again() -> None:
+    load, closed = CutLoad(cut=1), []
+    r = measure(cast(Load, load), "ramp 40,000/s", closed)
+    # the second attempt kept its sink: that one is the measurement
+    assert load.runs == 2 and r["attempt"] == 2 and r["sink_closed"] is None
+    assert closed == ["ramp 40,000/s: the sink's connection ended 0.50 s into the run: "
+                      "the server closed the connection"]  # fmt: skip
+
+
+def test_the_harness_gives_up_after_its_retries_and_keeps_the_last_run() -> None:
+    load, closed = CutLoad(cut=99), []
+    r = measure(cast(Load, load), "saturation 1/3", closed)
+    assert load.runs == 1 + SINK_RETRIES and len(closed) == 1 + SINK_RETRIES
+    assert r["attempt"] == 1 + SINK_RETRIES and r["sink_closed"], r
+    # a run that must not be repeated (the first load after start) is only noted
+    load, closed = CutLoad(cut=99), []
+    measure(cast(Load, load), "first load", closed, retry=False)
+    assert load.runs == 1 and len(closed) == 1
+
+
+def test_slow_consumers_are_the_server_logs_lines_that_say_so(tmp_path: Path) -> None:
+    log = tmp_path / "nats-server.log"
+    cut = ('[7] 2026/12/07 00:52:01.123456 [INF] 127.0.0.1:54321 - cid:9 - '
+           '"v0.44.0:rust:millstream-loadgen-sink" - Slow Consumer Detected: '
+           'MaxPending of 67108864 Exceeded')  # fmt: skip
+    log.write_text("[7] 2026/12/07 00:52:00.000001 [INF] Server is ready\n" + (cut + "\n") * 3)
+    assert slow_consumers(log) == [cut] * 3
+    assert slow_consumers(log, limit=2) == [cut] * 2
+    assert slow_consumers(tmp_path / "missing.log") == []

@@ -4,20 +4,20 @@ benchmarks, not test assertions: BENCHMARKS.md.)"""
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from millstream.bench.core import find_config
 from millstream.bench.e2e import (
     ROUTERS,
-    SINK_RETRIES,
     Load,
     Plan,
-    measure,
     run_e2e,
-    slow_consumers,
     summary,
     telemetry_templates,
 )
@@ -85,24 +85,25 @@ def test_every_router_is_measured_and_the_jetstream_path_is_exact(tmp_path: Path
     assert result["slow_consumers"] == [] and "HARNESS" not in summary(result)
 
 
-def test_a_run_whose_sink_is_cut_off_says_so_and_is_measured_again(tmp_path: Path) -> None:
-    # A server that cuts any subscriber off with more than 1 KiB waiting for it, and events
-    # of ~900 bytes: two of them queued for the sink (the generator writes each millisecond's
-    # events at once) make it a slow consumer, as a starved sink is on a loaded machine.
-    conf = tmp_path / "tiny.conf"
-    conf.write_text("max_payload: 1024\nmax_pending: 1024\n")
-    pad = ',"note":"' + "x" * 700 + '"}'
-    templates = [("mfg.telemetry.cut", body[:-1] + pad) for _, body in telemetry_templates()]
-    closed: list[str] = []
-    with EmbeddedNats(tmp_path / "nats", config_file=conf) as server:
-        load = Load(server.url, "mfg.telemetry.>", 25_000, 1.0, 0.2, templates=templates)
-        r = measure(load, "cut", closed)
-        log = slow_consumers(server.log_path)
+def test_a_run_whose_sink_loses_its_connection_says_when_and_why(tmp_path: Path) -> None:
+    # The server goes away at the run's first progress report (0.5 s in, events flowing) and
+    # the sink's connection ends with it, as it does when nats-server cuts a starved sink off
+    # as a slow consumer (which a test cannot provoke on demand: whether messages pile up for
+    # the sink is up to the scheduler).
+    templates = [("mfg.telemetry.cut", body) for _, body in telemetry_templates()]
+    with EmbeddedNats(tmp_path / "nats") as server:
+        stopping: list[threading.Thread] = []
+
+        def stop_once(progress: dict[str, Any]) -> None:
+            if not stopping and progress["sent"] > 0:
+                stopping.append(threading.Thread(target=server.stop))
+                stopping[0].start()
+
+        load = Load(server.url, "mfg.telemetry.>", 25_000, 2.0, 0.2, templates=templates)
+        r = load.run(stop_once)
+        stopping[0].join()
     # the report says when and why the sink stopped counting; what it missed is lost
-    assert r["sink_closed"] and "closed the connection" in r["sink_closed"], r
-    assert r["lost"] > 0, r
-    # every attempt was cut, noted and retried, then the harness gave up
-    assert len(closed) == 1 + SINK_RETRIES, closed
-    assert all(c.startswith("cut: the sink's connection ended") for c in closed), closed
-    # and nats-server's log names the reason
-    assert log and "millstream-loadgen-sink" in " ".join(log), log
+    assert r["sink_closed"], r
+    assert re.fullmatch(r"\d+\.\d\d s into the run: (the server closed the connection|read: .+)",
+                        r["sink_closed"]), r["sink_closed"]  # fmt: skip
+    assert 0 < r["distinct"] < r["sent"] and r["lost"] == r["sent"] - r["distinct"], r

@@ -70,11 +70,8 @@ class EmbeddedNats:
         *,
         port: int | None = None,
         start_timeout: float = 10.0,
-        config_file: str | Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
-        # Server settings beyond the command line's (`-c`; the command line wins).
-        self.config_file = Path(config_file) if config_file is not None else None
         self.port = port or _free_port()
         self.start_timeout = start_timeout
         self.info: dict[str, Any] = {}
@@ -105,8 +102,6 @@ class EmbeddedNats:
             str(binary), "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name,
             "-js", "-sd", str(self.store_dir), "-l", str(self._log_path),
         ]  # fmt: skip
-        if self.config_file is not None:
-            cmd += ["-c", str(self.config_file)]
         log.info("starting embedded nats-server %s on %s", binary, self.url)
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.start_timeout
