@@ -63,75 +63,72 @@ pub(crate) async fn subscribe(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut bodies = Vec::new();
-        let mut out = Vec::new();
-        loop {
-            loop {
-                match next_frame(&mut buf) {
-                    Ok(Some(Frame::Msg {
-                        reply,
-                        headers,
-                        payload,
-                        ..
-                    })) => {
-                        if is_status(&headers) {
-                            if let Some(to) = flow_control_answer(reply.as_deref(), &headers) {
-                                out.extend_from_slice(b"PUB ");
-                                out.extend_from_slice(to);
-                                out.extend_from_slice(b" 0\r\n\r\n");
-                            }
-                        } else {
-                            bodies.push(payload);
-                        }
-                    }
-                    Ok(Some(Frame::Ping)) => out.extend_from_slice(b"PONG\r\n"),
-                    Ok(Some(Frame::Pong | Frame::Other)) => {}
-                    // The sink's counts show whatever this loses and its report says why the
-                    // connection ended; the run goes on to its end.
-                    Ok(Some(Frame::Err(e))) => {
-                        let _ = tx.send(Err(format!("the server sent -ERR {e}")));
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("unreadable protocol: {e}")));
-                        return;
-                    }
-                    Ok(None) => break,
-                }
-            }
-            if !bodies.is_empty() && tx.send(Ok(std::mem::take(&mut bodies))).is_err() {
-                return;
-            }
-            // Flow control is answered as soon as the bytes are read, not once the tally has
-            // counted them: what it protects against is the server's outbound buffer for this
-            // connection filling up (a slow consumer, whose messages the server drops), and
-            // the channel behind this reader is unbounded, like the core path's.
-            if !out.is_empty() {
-                if let Err(e) = stream.write_all(&out).await {
-                    let _ = tx.send(Err(format!("write: {e}")));
-                    return;
-                }
-                out.clear();
-            }
-            if buf.capacity() - buf.len() < 64 * 1024 {
-                buf.reserve(1 << 20);
-            }
-            match stream.read_buf(&mut buf).await {
-                // nats-server closes a slow consumer's connection without a word (its
-                // outbound buffer is what is full); its log names the reason.
-                Ok(0) => {
-                    let _ = tx.send(Err("the server closed the connection".into()));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(format!("read: {e}")));
-                    return;
-                }
-                Ok(_) => {}
-            }
-        }
+        // The sink's counts show whatever an early end loses, and its report says why the
+        // connection ended (the channel's last item); the run goes on to its end.
+        let why = read(stream, buf, &tx).await;
+        let _ = tx.send(Err(why));
     });
     Ok(rx)
+}
+
+/// Reads bodies into `tx` until the connection ends; returns why it did.
+async fn read(
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    tx: &mpsc::UnboundedSender<Batch>,
+) -> String {
+    let mut bodies = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        loop {
+            match next_frame(&mut buf) {
+                Ok(Some(Frame::Msg {
+                    reply,
+                    headers,
+                    payload,
+                    ..
+                })) => {
+                    if is_status(&headers) {
+                        if let Some(to) = flow_control_answer(reply.as_deref(), &headers) {
+                            out.extend_from_slice(b"PUB ");
+                            out.extend_from_slice(to);
+                            out.extend_from_slice(b" 0\r\n\r\n");
+                        }
+                    } else {
+                        bodies.push(payload);
+                    }
+                }
+                Ok(Some(Frame::Ping)) => out.extend_from_slice(b"PONG\r\n"),
+                Ok(Some(Frame::Pong | Frame::Other)) => {}
+                Ok(Some(Frame::Err(e))) => return format!("the server sent -ERR {e}"),
+                Err(e) => return format!("unreadable protocol: {e}"),
+                Ok(None) => break,
+            }
+        }
+        if !bodies.is_empty() && tx.send(Ok(std::mem::take(&mut bodies))).is_err() {
+            return "the sink stopped reading".into();
+        }
+        // Flow control is answered as soon as the bytes are read, not once the tally has
+        // counted them: what it protects against is the server's outbound buffer for this
+        // connection filling up (a slow consumer, whose messages the server drops), and
+        // the channel behind this reader is unbounded, like the core path's.
+        if !out.is_empty() {
+            if let Err(e) = stream.write_all(&out).await {
+                return format!("write: {e}");
+            }
+            out.clear();
+        }
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(1 << 20);
+        }
+        match stream.read_buf(&mut buf).await {
+            // nats-server closes a slow consumer's connection without a word (its outbound
+            // buffer is what is full); its log names the reason.
+            Ok(0) => return "the server closed the connection".into(),
+            Err(e) => return format!("read: {e}"),
+            Ok(_) => {}
+        }
+    }
 }
 
 /// One read's bodies, or why the connection ended (the last item).
