@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import logging
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,20 @@ import pytest
 from millstream import Router, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def root_handlers() -> Iterator[None]:
+    """Puts the root logger back after each test. A test that runs the CLI in-process gets
+    a handler on pytest's captured stderr, which is closed once the test ends; left on the
+    root logger, it turns a later test's log line into a 'Logging error' traceback."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = saved
+    root.setLevel(level)
+
+
 EXAMPLES = ROOT / "examples"
 
 # A small config used across tests: one JSON source, one Odoo source, routes with dedup,

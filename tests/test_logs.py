@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from millstream.logs import JsonFormatter, TextFormatter, setup_logging
 
@@ -48,16 +45,6 @@ def test_text_line_appends_extras() -> None:
     assert line.endswith('INFO millstream.service ready url=nats://h:4222 detail="two words"')
 
 
-@pytest.fixture
-def root_handlers() -> Iterator[None]:
-    root = logging.getLogger()
-    saved, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = saved
-    root.setLevel(level)
-
-
-@pytest.mark.usefixtures("root_handlers")
 def test_setup_logging_replaces_only_its_own_handler() -> None:
     other = logging.NullHandler()
     logging.getLogger().addHandler(other)
