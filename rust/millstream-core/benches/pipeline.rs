@@ -19,7 +19,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use millstream_core::decode::{decode, Limits};
 use millstream_core::dedup::{DedupCache, KeyHash};
-use millstream_core::json::{lookup, write_json, Found, Json, Obj};
+use millstream_core::json::{lookup, Found, Json, Obj};
 use millstream_core::map::Mapper;
 use millstream_core::plan::{PlanSpec, Profile};
 use millstream_core::route::{check_subject_token, Predicate};
@@ -187,13 +187,18 @@ fn stages(c: &mut Criterion) {
         b.iter(|| predicate.eval(&ctx, black_box(&hold), "odoo.quality_alert"))
     });
 
-    // as the pipeline writes an output's body (`write_json`), and with serde_json for
-    // comparison (what it used before session 6)
-    for (name, value) in [("telemetry", &tel_value), ("stock_move", &move_value)] {
+    // as the pipeline writes an output's body (`Mapper::write_entity`), and with serde_json
+    // for comparison (what it used before session 6)
+    for (name, mapper, entity, value) in [
+        ("telemetry", &tel_mapper, &tel_entity, &tel_value),
+        ("stock_move", &move_mapper, &move_entity, &move_value),
+    ] {
         g.bench_function(format!("serialize/{name}"), |b| {
             b.iter(|| {
                 let mut out = Vec::with_capacity(512);
-                write_json(&mut out, black_box(value)).map(|()| out)
+                mapper
+                    .write_entity(&mut out, black_box(entity))
+                    .map(|()| out)
             })
         });
         g.bench_function(format!("serialize_serde_json/{name}"), |b| {

@@ -287,6 +287,36 @@ pub fn write_json(out: &mut Vec<u8>, doc: &Json<'_>) -> Result<(), String> {
     sonic_rs::to_writer(out, doc).map_err(|e| e.to_string())
 }
 
+/// `"key":` as `write_json` writes an object key, preceded by `{` for an object's first key
+/// and `,` for the others: computed once per canonical field, when a plan is compiled.
+pub fn key_text(first: bool, key: &str) -> Box<[u8]> {
+    use sonic_rs::format::{CompactFormatter, Formatter};
+    let mut out = vec![if first { b'{' } else { b',' }];
+    // Writing into a Vec cannot fail.
+    let _ = CompactFormatter.write_string_fast(&mut out, key, true);
+    out.push(b':');
+    out.into_boxed_slice()
+}
+
+/// Append one value as `write_json` would: scalars straight through sonic-rs's formatter
+/// (the same calls its serializer makes, without serde's per-value protocol around them).
+pub fn write_value(out: &mut Vec<u8>, v: &Json<'_>) -> Result<(), String> {
+    use sonic_rs::format::{CompactFormatter, Formatter};
+    let mut f = CompactFormatter;
+    match v {
+        Json::Null => f.write_null(out),
+        Json::Bool(b) => f.write_bool(out, *b),
+        Json::Int(i) => f.write_i64(out, *i),
+        Json::UInt(u) => f.write_u64(out, *u),
+        // As sonic-rs's and serde_json's serializers do.
+        Json::Float(x) if !x.is_finite() => f.write_null(out),
+        Json::Float(x) => f.write_f64(out, *x),
+        Json::Str(s) => f.write_string_fast(out, s, true),
+        Json::Arr(_) | Json::Obj(_) => return write_json(out, v),
+    }
+    .map_err(|e| e.to_string())
+}
+
 impl serde::Serialize for Json<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};

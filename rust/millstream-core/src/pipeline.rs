@@ -13,7 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::decode::{decode, Limits};
 use crate::dedup::{DedupCache, KeyHash, ReadAt};
 use crate::error::{PlanError, Reason, Rejection};
-use crate::json::{lookup, obj_get, write_json, Found, Json, Scalar};
+use crate::json::{lookup, obj_get, Found, Json, Scalar};
 use crate::map::Mapper;
 use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec};
 use crate::route::{any_match, check_subject_token, Predicate, SubjectPattern};
@@ -1016,7 +1016,7 @@ impl Pipeline {
         // One allocation, not a doubling series: as long as this mapping's last entity.
         let hint = m.data_len.load(Relaxed);
         let mut data = Vec::with_capacity(hint.max(payload.len()) + 64);
-        if write_json(&mut data, &Json::Obj(entity)).is_err() {
+        if src.mapper.write_entity(&mut data, &entity).is_err() {
             data.clear();
         }
         // Stored only when it grows (or shrinks by half): worker threads share this line.
