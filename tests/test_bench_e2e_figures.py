@@ -1,12 +1,16 @@
-"""The e2e harness's derived figures, from readings given to it (no load, no server)."""
+"""The e2e harness's derived figures, from readings given to it, and the events it sends (no
+load, no server)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, cast
 
 from millstream.bench.e2e import (
+    JS_MARKER,
+    MARKER,
     SINK_RETRIES,
     Load,
     cpu_line,
@@ -17,6 +21,8 @@ from millstream.bench.e2e import (
     spread,
     steal_note,
     steal_share,
+    stock_move_templates,
+    telemetry_templates,
 )
 
 
@@ -107,3 +113,22 @@ def test_slow_consumers_are_the_server_logs_lines_that_say_so(tmp_path: Path) ->
     assert slow_consumers(log) == [cut] * 3
     assert slow_consumers(log, limit=2) == [cut] * 2
     assert slow_consumers(tmp_path / "missing.log") == []
+
+
+def _render(body: str) -> str:
+    # what the load generator substitutes, with small numbers
+    return body.replace("{stamp}", "1_2").replace("{ts}", "3").replace("{seq}", "4")
+
+
+def test_the_e2e_events_read_from_their_file_render_as_json() -> None:
+    telemetry = telemetry_templates()
+    assert len(telemetry) == 8
+    for subject, body in telemetry:
+        doc = json.loads(_render(body))
+        assert set(doc) == {"plant", "machine", "line", "metric", "value", "unit", "ts", "quality"}
+        assert subject == f"mes.{doc['plant']}.{doc['machine']}.telemetry"
+        assert doc["ts"] == 3 and MARKER + "1_2" in _render(body)
+    ((subject, body),) = stock_move_templates()
+    doc = json.loads(_render(body))
+    assert subject == "odoo.stock_move" and doc["_id"] == 4 and doc["write_date"]
+    assert JS_MARKER + "1_2" in _render(body)

@@ -50,6 +50,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -67,45 +68,35 @@ TARGETS = {"vs_passthrough": 0.7, "vs_python": 3.0, "p99_ms_at_25k": 2.0, "jetst
 MARKER = '"line":"L'
 JS_MARKER = '"reference":"M'
 
-_MACHINES = [
-    ("dus", "press-07", "oil_temp", 181.4, "degF"),
-    ("dus", "press-07", "hydraulic_pressure", 212.0, "bar"),
-    ("dus", "press-09", "bearing_temp", 331.2, "K"),
-    ("dus", "cnc-03", "spindle_speed", 11800.0, "rpm"),
-    ("ham", "cnc-12", "spindle_speed", 9400.0, "rpm"),
-    ("ham", "cnc-12", "coolant_pressure", 88.5, "psi"),
-    ("ham", "mill-02", "motor_temp", 64.8, "degC"),
-    ("ham", "mill-02", "feed_pressure", 6.1, "bar"),
-]
-
 
 class BenchError(MillstreamError):
     """The benchmark could not run (a router did not start, the generator failed)."""
 
 
+def _events(kind: str) -> list[tuple[str, str]]:
+    """The (subject, body) templates of one kind from `e2e_events.json`, next to this module.
+
+    The file is the one place the e2e event shapes are written down: this harness hands them
+    to the Rust load generator, and millstream-core's `event_cost` example (what
+    `scripts/event-cost` counts) includes the same file and renders it with the generator's own
+    template code, so its instruction counts are for the events this benchmark sends. Its
+    bodies are templates: `{seq}`, `{ts}` and `{stamp}` are filled in per event by the
+    generator (`LoadSpec.templates` in rust/millstream-loadgen), any other brace is JSON.
+    """
+    text = files("millstream.bench").joinpath("e2e_events.json").read_text(encoding="utf-8")
+    return [(subject, body) for subject, body in json.loads(text)[kind]]
+
+
 def telemetry_templates() -> list[tuple[str, str]]:
     """MES telemetry in mixed units, as the demo plant sends it: eight machine/metric pairs on
-    two plants, round-robin."""
-    return [
-        (
-            f"mes.{plant}.{machine}.telemetry",
-            f'{{"plant":"{plant}","machine":"{machine}","line":"L{{stamp}}",'
-            f'"metric":"{metric}","value":{value},"unit":"{unit}","ts":{{ts}},"quality":"Good"}}',
-        )
-        for plant, machine, metric, value, unit in _MACHINES
-    ]
+    two plants, round-robin (`e2e_events.json`, see `_events`)."""
+    return _events("telemetry")
 
 
 def stock_move_templates() -> list[tuple[str, str]]:
-    """Odoo stock.move webhook bodies, each its own record (`_id` = sequence number)."""
-    body = (
-        '{"_action":"Millstream: stock moves(#12)","_id":{seq},"_model":"stock.move",'
-        '"company_id":1,"date":"2026-11-27 08:14:57","id":{seq},"location_dest_id":5,'
-        '"location_id":8,"origin":"S00042","picking_id":311,"product_id":42,"product_uom":2,'
-        '"product_uom_qty":4.0,"production_id":false,"quantity":4.0,'
-        '"reference":"M{stamp}","state":"done","write_date":"2026-11-27 08:15:02"}'
-    )
-    return [("odoo.stock_move", body)]
+    """Odoo stock.move webhook bodies, each its own record (`_id` = sequence number;
+    `e2e_events.json`, see `_events`)."""
+    return _events("stock_move")
 
 
 @dataclass

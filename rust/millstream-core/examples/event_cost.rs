@@ -4,56 +4,49 @@
 //! a shared VM where timings move by 10-40% between runs (BENCHMARKS.md).
 //!
 //! The example's plan (`benches/plan.json`, see the criterion bench for how to regenerate
-//! it), events shaped as `millstream bench e2e` sends them (MES telemetry of eight
-//! machine/metric pairs, or Odoo stock moves, each event distinct so every one is routed),
-//! in batches of 256 on one thread, as the data plane runs its pipeline. The events are
-//! built before the first batch, so a count inside `run_batch` leaves them out.
+//! it), and the events `millstream bench e2e` sends (MES telemetry of eight machine/metric
+//! pairs, or Odoo stock moves, each event distinct so every one is routed), in batches of 256
+//! on one thread, as the data plane runs its pipeline. The events come from the file bench
+//! e2e reads, `python/millstream/bench/e2e_events.json`, rendered by the load generator's own
+//! template code, so a change to the e2e event mix is counted here without a copy to keep in
+//! step. They are rendered before the first batch, so a count inside `run_batch` leaves them
+//! out.
 //!
 //! `cargo run --release -p millstream-core --example event_cost -- [telemetry|stock_move] [N]`
 
+use std::collections::BTreeMap;
+
+use bytes::BytesMut;
 use millstream_core::{Pipeline, Status};
+use millstream_loadgen::{Template, Values};
 
 // The extension runs on mimalloc; count the core the way it ships.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PLAN: &str = include_str!("../benches/plan.json");
+/// `{"telemetry": [[subject, body], ...], "stock_move": [...]}`, templates as bench e2e hands
+/// them to the load generator (e2e.py says what they are).
+const EVENTS: &str = include_str!("../../../python/millstream/bench/e2e_events.json");
 const BATCH: usize = 256;
 const NOW_MS: u64 = 1_795_767_400_000;
 
-/// `python/millstream/bench/e2e.py`'s `_MACHINES`.
-const MACHINES: [(&str, &str, &str, f64, &str); 8] = [
-    ("dus", "press-07", "oil_temp", 181.4, "degF"),
-    ("dus", "press-07", "hydraulic_pressure", 212.0, "bar"),
-    ("dus", "press-09", "bearing_temp", 331.2, "K"),
-    ("dus", "cnc-03", "spindle_speed", 11800.0, "rpm"),
-    ("ham", "cnc-12", "spindle_speed", 9400.0, "rpm"),
-    ("ham", "cnc-12", "coolant_pressure", 88.5, "psi"),
-    ("ham", "mill-02", "motor_temp", 64.8, "degC"),
-    ("ham", "mill-02", "feed_pressure", 6.1, "bar"),
-];
-
-/// Event `seq` as the e2e generator renders it (`{stamp}` is `<seq>_<send ns>`).
-fn telemetry(seq: u64) -> (String, Vec<u8>) {
-    let (plant, machine, metric, value, unit) = MACHINES[(seq % 8) as usize];
-    let ts = 1_795_767_302_123 + seq;
-    let stamp = format!("{seq}_{}", 1_795_767_302_123_000_000 + seq * 40_000);
-    let body = format!(
-        r#"{{"plant":"{plant}","machine":"{machine}","line":"L{stamp}","metric":"{metric}","value":{value:?},"unit":"{unit}","ts":{ts},"quality":"Good"}}"#
-    );
-    (
-        format!("mes.{plant}.{machine}.telemetry"),
-        body.into_bytes(),
-    )
-}
-
-/// `python/millstream/bench/e2e.py`'s `stock_move_templates`, record `seq`.
-fn stock_move(seq: u64) -> (String, Vec<u8>) {
-    let stamp = format!("{seq}_{}", 1_795_767_302_123_000_000 + seq * 40_000);
-    let body = format!(
-        r#"{{"_action":"Millstream: stock moves(#12)","_id":{seq},"_model":"stock.move","company_id":1,"date":"2026-11-27 08:14:57","id":{seq},"location_dest_id":5,"location_id":8,"origin":"S00042","picking_id":311,"product_id":42,"product_uom":2,"product_uom_qty":4.0,"production_id":false,"quantity":4.0,"reference":"M{stamp}","state":"done","write_date":"2026-11-27 08:15:02"}}"#
-    );
-    ("odoo.stock_move".to_owned(), body.into_bytes())
+/// Event `seq`, rendered as the e2e generator renders it: templates round-robin, `{ts}` a
+/// unique epoch-ms timestamp, `{stamp}` `<seq>_<send ns>` (here one event every 40 µs).
+fn render(templates: &[(Template, Template)], seq: u64) -> (String, Vec<u8>) {
+    let (subject, body) = &templates[(seq % templates.len() as u64) as usize];
+    let values = Values {
+        seq,
+        ts: 1_795_767_302_123 + seq,
+        t_ns: 1_795_767_302_123_000_000 + seq * 40_000,
+    };
+    let mut num = itoa::Buffer::new();
+    let mut s = BytesMut::with_capacity(subject.max_len());
+    subject.render(&mut s, &mut num, values);
+    let mut b = BytesMut::with_capacity(body.max_len());
+    body.render(&mut b, &mut num, values);
+    let subject = String::from_utf8(s.to_vec()).expect("e2e_events.json's subjects are UTF-8");
+    (subject, b.to_vec())
 }
 
 /// One batch through the pipeline, its outcomes dropped as the data plane drops them once
@@ -73,12 +66,18 @@ fn main() {
     let n: u64 = args
         .next()
         .map_or(20_000, |a| a.parse().expect("N is a count"));
-    let make = match kind.as_str() {
-        "telemetry" => telemetry,
-        "stock_move" => stock_move,
-        other => panic!("unknown event kind {other:?} (telemetry or stock_move)"),
+    let mut kinds: BTreeMap<String, Vec<(String, String)>> =
+        serde_json::from_str(EVENTS).expect("e2e_events.json maps kinds to (subject, body) pairs");
+    let known: Vec<String> = kinds.keys().cloned().collect();
+    let Some(pairs) = kinds.remove(&kind) else {
+        panic!("unknown event kind {kind:?} (one of {known:?})");
     };
-    let events: Vec<(String, Vec<u8>)> = (0..n).map(make).collect();
+    let templates: Vec<(Template, Template)> = pairs
+        .iter()
+        .map(|(s, b)| (Template::parse(s), Template::parse(b)))
+        .collect();
+    assert!(!templates.is_empty(), "no {kind} events in e2e_events.json");
+    let events: Vec<(String, Vec<u8>)> = (0..n).map(|seq| render(&templates, seq)).collect();
     let mut pipeline = Pipeline::from_json(PLAN).expect("benches/plan.json is a plan");
     let routed: usize = events
         .chunks(BATCH)

@@ -60,7 +60,11 @@ mod template;
 mod wire;
 
 use tally::Tally;
-use template::{StampParser, Template, Values};
+use template::StampParser;
+/// The generator's subject and body templates, for code that renders the benchmark's events
+/// without sending them (millstream-core's `event_cost` example), so that `{seq}`, `{ts}`
+/// and `{stamp}` mean there what they mean in a load run.
+pub use template::{Template, Values};
 
 /// What to send, how fast, and where to count it.
 #[derive(Debug, Clone)]

@@ -1,5 +1,8 @@
 //! Subject and body templates, pre-split into literal parts and placeholders so that rendering
 //! an event is a handful of `memcpy`s and integer formats.
+//!
+//! Public so that other code rendering the benchmark's events (millstream-core's `event_cost`
+//! example) gives the placeholders exactly the meaning they have here.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -14,9 +17,19 @@ enum Part {
     Stamp,
 }
 
-/// One compiled template.
+/// One compiled subject or body template: `{seq}`, `{ts}` and `{stamp}` are placeholders
+/// (see [`Values`]), any other text is copied as it is.
+///
+/// ```
+/// use millstream_loadgen::{Template, Values};
+///
+/// let t = Template::parse(r#"{"ts":{ts},"line":"L{stamp}"}"#);
+/// let mut out = bytes::BytesMut::with_capacity(t.max_len());
+/// t.render(&mut out, &mut itoa::Buffer::new(), Values { seq: 7, ts: 1_000, t_ns: 42 });
+/// assert_eq!(&out[..], br#"{"ts":1000,"line":"L7_42"}"#);
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct Template {
+pub struct Template {
     parts: Vec<Part>,
     /// The whole rendering when there is no placeholder (cloning `Bytes` is a refcount bump).
     fixed: Option<Bytes>,
@@ -33,7 +46,7 @@ const PLACEHOLDERS: [(&[u8], Part); 3] = [
 impl Template {
     /// Splits `text` at `{seq}`, `{ts}` and `{stamp}`; any other brace is literal text (bodies
     /// are usually JSON).
-    pub(crate) fn parse(text: &str) -> Template {
+    pub fn parse(text: &str) -> Template {
         let bytes = text.as_bytes();
         let mut parts = Vec::new();
         let mut lit_start = 0;
@@ -89,13 +102,14 @@ impl Template {
         self.fixed.as_ref()
     }
 
-    pub(crate) fn max_len(&self) -> usize {
+    /// An upper bound of the rendered length in bytes.
+    pub fn max_len(&self) -> usize {
         self.max_len
     }
 
     /// Appends the rendering to `out` (which must have room for `max_len` more bytes to avoid
     /// a reallocation).
-    pub(crate) fn render(&self, out: &mut BytesMut, num: &mut itoa::Buffer, v: Values) {
+    pub fn render(&self, out: &mut BytesMut, num: &mut itoa::Buffer, v: Values) {
         for part in &self.parts {
             match part {
                 Part::Lit(l) => out.put_slice(l),
@@ -113,9 +127,13 @@ impl Template {
 
 /// The numbers substituted into one event.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Values {
+pub struct Values {
+    /// `{seq}`: the event's sequence number.
     pub seq: u64,
+    /// `{ts}`: the generator uses `base_ts_ms + seq`.
     pub ts: u64,
+    /// The second half of `{stamp}` (`<seq>_<t_ns>`): the generator uses the send time in
+    /// nanoseconds since the run's start.
     pub t_ns: u64,
 }
 
