@@ -2,7 +2,9 @@
 //! protox compiles the .proto files in Rust, so building needs no protoc binary.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: a build script compiled
+    // for one checkout is reused by cargo for another that shares its target directory.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["millstream/v1/event.proto", "millstream/v1/router.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
