@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from millstream.bench.e2e import (
+    FULL,
     JS_MARKER,
     MARKER,
     SINK_RETRIES,
@@ -16,6 +17,7 @@ from millstream.bench.e2e import (
     cpu_line,
     cpu_per_event,
     cpu_readings,
+    find_saturation,
     measure,
     slow_consumers,
     spread,
@@ -102,6 +104,34 @@ def test_the_harness_gives_up_after_its_retries_and_keeps_the_last_run() -> None
     load, closed = CutLoad(cut=99), []
     measure(cast(Load, load), "first load", closed, retry=False)
     assert load.runs == 1 and len(closed) == 1
+
+
+def test_the_saturation_search_repeats_only_the_rate_that_saturates() -> None:
+    # A router that takes 100k/s whole, behind a ramp that stopped on a pause at 40k/s.
+    calls: list[tuple[float, int]] = []
+
+    def run_at(rate: float, i: int) -> dict[str, Any]:
+        calls.append((rate, i))
+        return {"output_per_s": min(rate, 100_000.0 - i)}
+
+    rate, runs = find_saturation(run_at, 40_000.0, FULL)
+    # 40k, 50k, 62.5k, 78k and 98k each kept up on their first run, so each ran once; 122k
+    # is the first it did not keep up with, measured three times for the median and spread.
+    assert [round(r) for r, _ in calls] == [40_000, 50_000, 62_500, 78_125, 97_656] + [122_070] * 3
+    assert rate == 122_070.3125 and [r["output_per_s"] for r in runs] == [100_000, 99_999, 99_998]
+
+
+def test_the_saturation_search_stops_at_the_top_of_the_ramp() -> None:
+    # At the top it cannot offer more: three runs, whether or not it kept up.
+    calls: list[float] = []
+
+    def run_at(rate: float, i: int) -> dict[str, Any]:
+        calls.append(rate)
+        return {"output_per_s": rate}
+
+    rate, runs = find_saturation(run_at, FULL.ramp_to / 1.25, FULL)
+    assert calls == [FULL.ramp_to / 1.25, FULL.ramp_to, FULL.ramp_to, FULL.ramp_to]
+    assert rate == FULL.ramp_to and len(runs) == 3
 
 
 def test_slow_consumers_are_the_server_logs_lines_that_say_so(tmp_path: Path) -> None:
