@@ -1016,8 +1016,10 @@ impl Pipeline {
         // One allocation, not a doubling series: as long as this mapping's last entity.
         let hint = m.data_len.load(Relaxed);
         let mut data = Vec::with_capacity(hint.max(payload.len()) + 64);
-        if src.mapper.write_entity(&mut data, &entity).is_err() {
-            data.clear();
+        if let Err(detail) = src.mapper.write_entity(&mut data, &entity) {
+            // Cannot happen for an entity `apply` built; if it did, the event is a dead
+            // letter, never an output with an empty body.
+            return fail(Rejection::new(Reason::InternalError, detail));
         }
         // Stored only when it grows (or shrinks by half): worker threads share this line.
         if data.len() > hint || data.len() * 2 < hint {
