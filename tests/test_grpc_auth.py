@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import logging
 import pkgutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -381,16 +381,13 @@ async def _call(
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     rpc = getattr(channel, kind)(f"/{SERVICE}/{name}")
 
-    def requests() -> Iterator[bytes]:
-        # A request stream stays empty: a message the client writes after the server has
-        # denied the call fails in grpcio's asyncio client, which then reports INTERNAL
-        # instead of the server's status (grpc/grpc#36066). So `body`, and the check that a
-        # denied request is never parsed, applies to the unary-request kinds only.
-        yield from ()
-
     try:
         if kind.startswith("stream"):
-            call = rpc(requests(), metadata=metadata, timeout=5)
+            # A request stream stays empty: a message the client writes after the server has
+            # denied the call fails in grpcio's asyncio client, which then reports INTERNAL
+            # instead of the server's status (grpc/grpc#36066). So `body`, and the check that
+            # a denied request is never parsed, applies to the unary-request kinds only.
+            call = rpc(iter(()), metadata=metadata, timeout=5)
         else:
             call = rpc(body, metadata=metadata, timeout=5)
         if kind.endswith("stream"):

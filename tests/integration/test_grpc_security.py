@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +118,8 @@ async def call(
     )
     rpc = getattr(channel, kind)(method)
 
-    def requests() -> Iterator[bytes]:
-        yield from ()
-
     try:
-        c = rpc(requests() if client_streaming else body, metadata=metadata, timeout=timeout)
+        c = rpc(iter(()) if client_streaming else body, metadata=metadata, timeout=timeout)
         if server_streaming:
             [_ async for _ in c]
         else:

@@ -351,12 +351,10 @@ def find_saturation(
     VM). A round that did not keep up is run `plan.runs` times and decided by its median; at
     the top of the ramp the figure stays a lower bound."""
     while True:
-        runs: list[dict[str, Any]] = []
-        for i in range(plan.runs):
-            runs.append(run_at(rate, i))
-            kept_up = float(runs[0]["output_per_s"]) >= KEEPS_UP * rate
-            if i == 0 and kept_up and rate < plan.ramp_to:
-                break
+        runs = [run_at(rate, 0)]
+        first_kept_up = float(runs[0]["output_per_s"]) >= KEEPS_UP * rate
+        if not first_kept_up or rate >= plan.ramp_to:
+            runs += [run_at(rate, i) for i in range(1, plan.runs)]
         sat = statistics.median(float(r["output_per_s"]) for r in runs)
         if sat < KEEPS_UP * rate or rate >= plan.ramp_to:
             return rate, runs
