@@ -1,5 +1,5 @@
-"""The e2e harness's derived figures, from readings given to it, and the events it sends (no
-load, no server)."""
+"""The e2e harness's derived figures, from readings given to it, its time budget (on a fake
+clock), and the events it sends (no load, no server)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,38 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
+from millstream.bench.core import find_config
 from millstream.bench.e2e import (
+    BUDGET_S,
+    END_MARGIN_S,
     FULL,
     JS_MARKER,
     MARKER,
+    QUICK,
     SINK_RETRIES,
+    BenchError,
+    Budget,
+    Deadline,
     Load,
+    climb_ramp,
     cpu_line,
     cpu_per_event,
     cpu_readings,
+    default_budget_s,
     find_saturation,
     measure,
+    minimum_budget_s,
+    phase_costs,
+    run_e2e,
+    saturation,
     slow_consumers,
     spread,
     steal_note,
     steal_share,
     stock_move_templates,
+    summary,
     telemetry_templates,
 )
 
@@ -75,6 +91,9 @@ class CutLoad:
     def __init__(self, cut: int) -> None:
         self.cut, self.runs = cut, 0
 
+    def cost_s(self) -> float:
+        return 5.0
+
     def run(self, progress: object = None) -> dict[str, Any]:
         self.runs += 1
         closed = "0.50 s into the run: the server closed the connection"
@@ -106,6 +125,15 @@ def test_the_harness_gives_up_after_its_retries_and_keeps_the_last_run() -> None
     assert load.runs == 1 and len(closed) == 1
 
 
+def test_a_run_that_lost_its_sink_is_not_measured_again_past_the_deadline() -> None:
+    # 4 s left, a run takes 5: the lost run stays the measurement, and the result says why
+    load, closed = CutLoad(cut=99), []
+    deadline = Deadline(4.0, FakeClock())
+    r = measure(cast(Load, load), "ramp 40,000/s", closed, deadline=deadline)
+    assert load.runs == 1 and r["sink_closed"] and len(closed) == 1
+    assert deadline.cuts == ["ramp 40,000/s: not measured again after its sink's connection ended"]
+
+
 def test_the_saturation_search_repeats_only_the_rate_that_saturates() -> None:
     # A router that takes 100k/s whole, behind a ramp that stopped on a pause at 40k/s.
     calls: list[tuple[float, int]] = []
@@ -132,6 +160,208 @@ def test_the_saturation_search_stops_at_the_top_of_the_ramp() -> None:
     rate, runs = find_saturation(run_at, FULL.ramp_to / 1.25, FULL)
     assert calls == [FULL.ramp_to / 1.25, FULL.ramp_to, FULL.ramp_to, FULL.ramp_to]
     assert rate == FULL.ramp_to and len(runs) == 3
+
+
+class FakeClock:
+    """Stands in for `time.monotonic`: time passes only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_default_budget_is_five_minutes_and_quick_gets_its_share() -> None:
+    assert default_budget_s(FULL) == BUDGET_S == 300
+    # --quick's measurements are shorter: so is its budget, by as much
+    assert minimum_budget_s(QUICK) < default_budget_s(QUICK) < 300
+    assert minimum_budget_s(FULL) < default_budget_s(FULL)
+
+
+def test_a_budget_below_the_essentials_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    # no nats-server is needed to find out: the run is refused before it starts one
+    with pytest.raises(BenchError, match=r"a budget of 10 s is below the \d+ s"):
+        run_e2e(find_config(None).resolve(), QUICK, tmp_path, budget_s=10)
+    assert not (tmp_path / "nats").exists()
+
+
+def test_a_later_phase_gets_the_time_an_earlier_one_did_not_use() -> None:
+    def millstream_share(passthrough_took_s: float) -> float:
+        clock = FakeClock()
+        budget = Budget(300, phase_costs(FULL), clock)
+        budget.phase("floor")
+        clock.now += 5
+        budget.phase("passthrough")
+        clock.now += passthrough_took_s
+        return budget.phase("millstream").left()
+
+    # the passthrough finishing 40 s sooner gives millstream those 40 s
+    assert millstream_share(60) - millstream_share(100) == pytest.approx(40)
+
+
+def test_a_phase_that_ran_long_leaves_the_later_ones_their_essentials_and_no_more() -> None:
+    clock = FakeClock()
+    costs = phase_costs(FULL)
+    budget = Budget(300, costs, clock)
+    floor = budget.phase("floor")
+    # the floor's share is what the later phases were not promised
+    later = [c.promised_s for name, c in costs.items() if name != "floor"]
+    assert floor.left() == pytest.approx(300 - END_MARGIN_S - sum(later))
+    clock.now += 5
+    budget.phase("passthrough")
+    clock.now += 230  # far past its share
+    millstream = budget.phase("millstream")
+    # what is left is split, but never into the essentials of the phases after millstream
+    after = [c.essential_s for name, c in costs.items() if name in
+             ("python_baseline", "jetstream", "jetstream_ceiling")]  # fmt: skip
+    assert 0 < millstream.left() <= budget.end - clock.now - sum(after)
+    report = budget.report()["phases"]
+    assert report["passthrough"]["used_s"] == 230 and report["millstream"]["used_s"] == 0
+
+
+def test_a_ramp_that_would_run_past_its_deadline_stops_where_it_is_and_says_so() -> None:
+    # A router that keeps up with everything: the ramp would climb to the top (14 steps).
+    clock, offered = FakeClock(), []
+
+    def step(rate: float, label: str) -> bool:
+        offered.append(rate)
+        clock.now += 3.55  # a 2.5 s step and the sink's second of quiet
+        return True
+
+    assert climb_ramp(step, FULL) == FULL.ramp_to and len(offered) == 14
+    clock.now = 0.0
+    offered.clear()
+    deadline = Deadline(20.0, clock)
+    rate = climb_ramp(step, FULL, deadline, step_s=3.55)
+    # five steps end at 17.75 s; a sixth would end past 20 s, so it is not started
+    assert [round(r) for r in offered] == [40_000, 50_000, 62_500, 78_125, 97_656]
+    assert rate == offered[-1] and clock.now <= deadline.at
+    assert deadline.cuts == [
+        "ramp stopped at 97,656/s, which it kept up with: 122,070/s and up not tried"
+    ]
+
+
+def test_a_failed_step_with_no_time_to_try_again_is_left_to_the_saturation_runs() -> None:
+    clock, offered = FakeClock(), []
+
+    def step(rate: float, label: str) -> bool:
+        offered.append(rate)
+        clock.now += 3.55
+        return rate < 50_000  # takes 40k/s, not 50k/s
+
+    deadline = Deadline(9.0, clock)
+    assert climb_ramp(step, FULL, deadline, step_s=3.55) == 50_000
+    assert offered == [40_000, 50_000]
+    assert deadline.cuts == ["ramp: 50,000/s not tried again after a failed step"]
+
+
+def test_a_saturation_search_cut_by_its_deadline_is_a_lower_bound_and_says_so() -> None:
+    # A router that takes 100k/s, behind a ramp the budget stopped at 40k/s: with time for
+    # the search it would go on up to 122k/s (see above); with 30 s it goes up only while a
+    # whole round of three 6 s runs still fits.
+    clock, calls = FakeClock(), []
+
+    def run_at(rate: float, i: int) -> dict[str, Any]:
+        calls.append(rate)
+        clock.now += 6.0
+        return {"output_per_s": min(rate, 100_000.0)}
+
+    deadline = Deadline(30.0, clock)
+    rate, runs = find_saturation(run_at, 40_000.0, FULL, deadline, run_cost_s=6.0)
+    assert calls == [40_000, 50_000, 62_500] and rate == 62_500 and clock.now <= deadline.at
+    assert deadline.cuts == [
+        "saturation search stopped at 62,500/s, which it kept up with (a lower bound)"
+    ]
+    # it kept up with what it was offered: the figure is marked as a lower bound, as at the
+    # top of the ramp, and one run has no spread to report
+    figures = saturation(rate, runs)
+    assert figures["saturated"] is False and figures["events_per_s"] == 62_500
+    assert figures["spread"] is None and figures["unstable"] is False
+
+
+def test_a_saturation_round_cut_by_its_deadline_keeps_the_runs_it_has() -> None:
+    # 60k/s is past this router's 50k/s: the round needs three runs, the deadline allows two
+    clock = FakeClock()
+
+    def run_at(rate: float, i: int) -> dict[str, Any]:
+        clock.now += 6.0
+        return {"output_per_s": 50_000.0 - 1_000 * i}
+
+    deadline = Deadline(13.0, clock)
+    rate, runs = find_saturation(run_at, 60_000.0, FULL, deadline, run_cost_s=6.0)
+    assert rate == 60_000 and len(runs) == 2
+    assert deadline.cuts == ["saturation: 2 of 3 runs at 60,000/s"]
+    figures = saturation(rate, runs)
+    # a real saturation, the median of the runs it has
+    assert figures["saturated"] is True and figures["events_per_s"] == 49_500
+    assert figures["spread"] == pytest.approx(1_000 / 49_500)
+
+
+def _router(name: str, rate: float, **more: Any) -> dict[str, Any]:
+    point = {"offered_per_s": 25_000.0, "p50_ms": 0.5, "p99_ms": 1.5, "p999_ms": 3.0}
+    return {
+        "name": name, "events_per_s": rate, "saturation_offered_per_s": rate * 1.25,
+        "runs": [rate] * 3, "spread": 0.01, "unstable": False, "saturated": True,
+        "latency": [point], "first_load": None, "cpu_at_25k": None, "steal_share": None,
+        "sink_closed": [], "budget_cut": [], **more,
+    }  # fmt: skip
+
+
+def _result(cut_short: list[str], **millstream: Any) -> dict[str, Any]:
+    results = [
+        _router("passthrough", 400_000.0),
+        _router("millstream", 200_000.0, **millstream),
+        _router("python_baseline", 40_000.0),
+    ]
+    return {
+        "machine": {"cpu": "test cpu"}, "plan": dict(FULL.__dict__), "elapsed_s": 57.4,
+        "budget": {"budget_s": 60.0, "phases": {}, "over": False}, "cut_short": cut_short,
+        "results": results, "ratio_vs_passthrough": 0.5, "ratio_vs_python": 5.0,
+        "jetstream": {"events_per_s": 70_000.0, "lost": 0, "duplicates": 0, "ceiling": None,
+                      "sink_closed": []},
+        "floor": {"offered_per_s": 25_000.0, "p50_ms": 0.3, "p99_ms": 0.9, "p999_ms": 2.0,
+                  "sink_closed": []},
+        "slow_consumers": [],
+        "targets": {"met": {"vs_passthrough": False, "vs_python": True,
+                            "p99_ms_at_25k": False, "jetstream": True}},
+    }  # fmt: skip
+
+
+def test_the_summary_says_what_the_budget_cut_and_which_figures_are_bounds() -> None:
+    cuts = [
+        "ramp stopped at 97,656/s, which it kept up with: 122,070/s and up not tried",
+        "saturation search stopped at 97,656/s, which it kept up with (a lower bound)",
+        "latency not measured at 25,000/s, 48,828/s",
+    ]
+    result = _result(
+        [f"millstream: {c}" for c in cuts] + ["jetstream_ceiling: not run: it takes up to 23 s"],
+        events_per_s=97_656.0, saturation_offered_per_s=97_656.25, runs=[97_656.0],
+        spread=None, saturated=False, latency=[], budget_cut=cuts,
+    )  # fmt: skip
+    text = summary(result)
+    lines = text.splitlines()
+    assert lines[0].endswith("57 s of a 60 s budget")
+    (ms,) = [line for line in lines if line.startswith("  millstream ") and "events/s" in line]
+    assert "no spread" in ms and "CUT SHORT by the budget" in ms
+    assert "NOT SATURATED: kept up with 97,656/s, where the budget stopped the search" in ms
+    # the ratios built on that figure say so, and the p99 target was not measured, not missed
+    assert "(from a lower bound: millstream not saturated)" in text
+    assert "p99 at 25k/s: target < 2.0 ms: not measured (budget)" in text
+    # and every cut, under one heading
+    at = lines.index("  CUT SHORT to stay within the 60 s budget:")
+    assert lines[at + 1 :] == [f"    millstream: {c}" for c in cuts] + [
+        "    jetstream_ceiling: not run: it takes up to 23 s"
+    ]
+    assert "OVER BUDGET" not in text
+
+
+def test_an_uncut_run_says_nothing_about_cuts_and_an_overrun_says_so() -> None:
+    text = summary(_result([]))
+    assert "CUT SHORT" not in text and "lower bound" not in text and "OVER BUDGET" not in text
+    over = _result([])
+    over["elapsed_s"], over["budget"]["over"] = 63.2, True
+    assert "OVER BUDGET: 63 s for a 60 s budget" in summary(over)
 
 
 def test_slow_consumers_are_the_server_logs_lines_that_say_so(tmp_path: Path) -> None:

@@ -34,13 +34,24 @@ sink's subjects, nats-server between generator and sink and no router (`floor`).
 Per router, the CPU its process and nats-server spent per event at each load step (`/proc`);
 on the JetStream path, per stored event, also the generator's and sink's (this process).
 
-    millstream bench e2e [--json PATH] [--plot PATH.png] [--quick]
+The whole run has a time budget (`--budget-s`; 300 s for the default plan, in proportion to
+its nominal length for any other, see `default_budget_s`), handed out phase by phase in the
+order they run (`Budget`): each phase still to come is promised its nominal length, and the
+phase starting now may use whatever is not promised, so time an earlier phase did not use goes
+to the later ones. A phase that reaches its share (its `Deadline`) stops cleanly: the ramp
+stops going up, the saturation search keeps the runs it has, fewer latency points are
+measured, the JetStream ceiling is not run. Every such cut is listed (`cut_short`, and per
+router `budget_cut`) and printed in the summary, and a search the budget stopped at a load
+the router kept up with is a lower bound (`"saturated": false`), as at the top of the ramp.
+
+    millstream bench e2e [--json PATH] [--plot PATH.png] [--quick] [--budget-s S]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -52,7 +63,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from millstream.bench.core import find_config, machine_info
 from millstream.errors import MillstreamError
@@ -154,6 +165,18 @@ def _next_ts_base(events: float) -> int:
     return base
 
 
+# What one generator run takes besides its load and settle time: connecting and reporting
+# (10-20 ms measured).
+RUN_OVERHEAD_S = 0.05
+
+
+def run_s(duration_s: float, settle_s: float = 1.0, *, saturating: bool = False) -> float:
+    """How long a generator run of `duration_s` (warm-up included) takes: the load, then the
+    sink's `settle_s` of quiet. Past a router's capacity its backlog keeps arriving after the
+    load, and the sink waits for it up to 3x `settle_s` (`saturating`)."""
+    return duration_s + settle_s * (3 if saturating else 1) + RUN_OVERHEAD_S
+
+
 @dataclass
 class Load:
     """One generator run's settings; `run()` returns the sink's report."""
@@ -187,6 +210,10 @@ class Load:
             "settle_s": self.settle_s,
         }
 
+    def cost_s(self) -> float:
+        """How long `run()` takes when the output keeps up (see `run_s`)."""
+        return run_s(self.duration_s, self.settle_s)
+
     def run(self, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         from millstream._core import run_load
 
@@ -218,6 +245,49 @@ def _done(label: str, r: dict[str, Any]) -> None:
     )
 
 
+class Deadline:
+    """When a phase of the run must be done, on `clock`, and what the phase left out to be done
+    by then (`cuts`). A deadline made from it by `less` (the part of a phase that must leave
+    time for the parts after it) shares its `cuts`, so the phase's result lists every one.
+
+    The clock is injectable so that a test can drive a search past its deadline without
+    waiting for it."""
+
+    def __init__(
+        self,
+        at: float,
+        clock: Callable[[], float] = time.monotonic,
+        cuts: list[str] | None = None,
+        phase: str = "",
+    ) -> None:
+        self.at = at
+        self.clock = clock
+        self.cuts: list[str] = [] if cuts is None else cuts
+        self.phase = phase
+
+    @classmethod
+    def never(cls) -> Deadline:
+        return cls(math.inf)
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+    def fits(self, cost_s: float) -> bool:
+        """Whether something that takes `cost_s` would be done by the deadline if it started
+        now."""
+        return self.left() >= cost_s
+
+    def less(self, reserve_s: float) -> Deadline:
+        """The deadline `reserve_s` earlier, for a part of the phase that must leave that much
+        to the parts after it."""
+        return Deadline(self.at - reserve_s, self.clock, self.cuts, self.phase)
+
+    def cut(self, what: str) -> None:
+        """Note, and show, something left out to stay within the budget."""
+        self.cuts.append(what)
+        print(f"  ! budget{f' ({self.phase})' if self.phase else ''}: {what}", file=sys.stderr)
+
+
 # A run whose sink lost its connection (nats-server cuts a subscriber off as a slow consumer
 # when the loaded machine starves it) measured the harness, not the router: every event after
 # the cut counts as lost. Such a run is measured again, up to this many times; the result
@@ -232,11 +302,14 @@ def measure(
     *,
     retry: bool = True,
     procs: list[tuple[str, int | None]] | None = None,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """Run `load` and show it; a run whose sink lost its connection is noted in `sink_closed`
-    and, with `retry`, run again. With `procs`, the report's `cpu` is `cpu_per_event` of
-    those processes over the run it returns."""
-    for _ in range(1 + (SINK_RETRIES if retry else 0)):
+    and, with `retry`, run again if that fits in `deadline` (otherwise the cut is noted there).
+    With `procs`, the report's `cpu` is `cpu_per_event` of those processes over the run it
+    returns."""
+    attempts = 1 + (SINK_RETRIES if retry else 0)
+    for attempt in range(1, attempts + 1):
         before = cpu_readings(procs) if procs else None
         r = load.run(_progress(label))
         _done(label, r)
@@ -245,7 +318,15 @@ def measure(
         if not r["sink_closed"]:
             return r
         sink_closed.append(f"{label}: the sink's connection ended {r['sink_closed']}")
-        print(f"  ! {sink_closed[-1]}" + ("; measuring again" if retry else ""), file=sys.stderr)
+        again = attempt < attempts
+        if again and deadline is not None and not deadline.fits(load.cost_s()):
+            # the run that lost its sink stays the figure, and the result says why it was
+            # not measured again
+            deadline.cut(f"{label}: not measured again after its sink's connection ended")
+            again = False
+        print(f"  ! {sink_closed[-1]}" + ("; measuring again" if again else ""), file=sys.stderr)
+        if not again:
+            break
     return r
 
 
@@ -270,6 +351,135 @@ KEEPS_UP = 0.97
 # a short ramp step can end with a backlog that drains during the settle time and still
 # counts as delivered, so the median latency is checked too.
 KEEPS_UP_P50_MS = 50.0
+
+# The default run's time budget; any other plan gets it in proportion to its nominal length
+# (`default_budget_s`), so `--quick` stays as much shorter as its measurements are.
+BUDGET_S = 300.0
+# Held back from the phases: what a last run that ran past its estimate (a backlog draining
+# after the load, up to 2x settle) and the server's stop may still take.
+END_MARGIN_S = 3.0
+# Starting a router until it routes (0.6-1.6 s measured) and stopping it (0.2-0.8 s).
+ROUTER_START_S = 1.5
+ROUTER_STOP_S = 1.0
+
+
+def ramp_rates(plan: Plan) -> list[float]:
+    """Every load of a ramp that goes all the way up (x1.25 a step, the top included)."""
+    rates = [plan.ramp_from]
+    while rates[-1] < plan.ramp_to:
+        rates.append(min(rates[-1] * 1.25, plan.ramp_to))
+    return rates
+
+
+class PhaseCost(NamedTuple):
+    """What the budget promises a phase before it starts (`promised_s`), and the part of it
+    that runs however little time is left (`essential_s`): without it the phase has no figure
+    at all."""
+
+    promised_s: float
+    essential_s: float
+
+
+def jetstream_s(plan: Plan, *, worst: bool = False) -> float:
+    """How long one JetStream run takes: the router's start and stop, the load, and the sink's
+    quiet time (with `worst`, its longest wait: 3x that)."""
+    load_s = plan.js_events / TARGETS["jetstream"]
+    return ROUTER_START_S + ROUTER_STOP_S + run_s(load_s, JS_SETTLE_S, saturating=worst)
+
+
+def phase_costs(plan: Plan) -> dict[str, PhaseCost]:
+    """Each phase's promise and essentials, in the order the phases run.
+
+    A router is promised its fixed measurements (first load, `plan.runs` saturation runs,
+    the latency points) and a ramp a quarter of the way up: the ramp is the part no plan can
+    know in advance (the default run's reference machine took 14 steps for the passthrough, 8
+    for millstream and 2 for the Python baseline), and a smaller promise to the later routers
+    leaves more to the earlier ones, which always run first. Its essentials are one ramp step
+    and one saturation run, each at a load it may not keep up with. The JetStream run is
+    essential as a whole (it is one run); its ceiling is promised its longest wait, so that it
+    is either run whole or not at all."""
+    first = run_s(plan.latency_s)
+    steps = -(-len(ramp_rates(plan)) // 4)
+    router = PhaseCost(
+        ROUTER_START_S
+        + ROUTER_STOP_S
+        + first
+        + steps * run_s(plan.ramp_s)
+        + plan.runs * run_s(plan.saturation_s)
+        + (1 + len(SHARES)) * run_s(plan.latency_s),
+        ROUTER_START_S
+        + ROUTER_STOP_S
+        + run_s(plan.ramp_s, saturating=True)
+        + run_s(plan.saturation_s, saturating=True),
+    )
+    return {
+        "floor": PhaseCost(first, first),
+        **{name: router for name in ROUTERS},
+        "jetstream": PhaseCost(jetstream_s(plan), jetstream_s(plan)),
+        "jetstream_ceiling": PhaseCost(jetstream_s(plan, worst=True), 0.0),
+    }
+
+
+def default_budget_s(plan: Plan) -> float:
+    """`BUDGET_S` for the default plan, the same share of its nominal length for any other."""
+    nominal = sum(c.promised_s for c in phase_costs(plan).values())
+    return BUDGET_S * nominal / sum(c.promised_s for c in phase_costs(FULL).values())
+
+
+def minimum_budget_s(plan: Plan) -> float:
+    """The least budget a run of `plan` can keep: every phase's essentials."""
+    return sum(c.essential_s for c in phase_costs(plan).values()) + END_MARGIN_S
+
+
+class Budget:
+    """The run's time budget, handed out phase by phase as each starts (`phase`).
+
+    A phase may use what is left minus what the phases after it are promised (`phase_costs`),
+    so time an earlier phase did not use goes to the later ones. When what is left cannot keep
+    every promise, it is split in proportion to the promises instead, never below what the
+    later phases' essentials need."""
+
+    def __init__(
+        self,
+        total_s: float,
+        costs: dict[str, PhaseCost],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total_s = total_s
+        self.costs = costs
+        self.clock = clock
+        self.started = clock()
+        self.end = self.started + total_s - END_MARGIN_S
+        # per phase as it started: (clock at its start, its share, its deadline)
+        self.phases: dict[str, tuple[float, float, Deadline]] = {}
+
+    def phase(self, name: str) -> Deadline:
+        names = list(self.costs)
+        later = [self.costs[n] for n in names[names.index(name) + 1 :]]
+        now = self.clock()
+        left = self.end - now
+        promised = sum(c.promised_s for c in later)
+        own = self.costs[name].promised_s
+        share = max(left - promised, left * own / (own + promised), self.costs[name].essential_s)
+        share = max(0.0, min(share, left - sum(c.essential_s for c in later)))
+        deadline = Deadline(now + share, self.clock, phase=name)
+        self.phases[name] = (now, share, deadline)
+        return deadline
+
+    def cut_short(self) -> list[str]:
+        """Everything a phase left out, as `<phase>: <what>`, in the order it happened."""
+        return [f"{name}: {c}" for name, (_, _, d) in self.phases.items() for c in d.cuts]
+
+    def report(self) -> dict[str, Any]:
+        """Each phase's share and the time it used (until the next phase started)."""
+        starts = [start for start, _, _ in self.phases.values()] + [self.clock()]
+        return {
+            "budget_s": self.total_s,
+            "phases": {
+                name: {"share_s": round(share, 2), "used_s": round(starts[i + 1] - start, 2)}
+                for i, (name, (start, share, _)) in enumerate(self.phases.items())
+            },
+        }
 
 
 def spread(values: list[float]) -> float:
@@ -339,8 +549,46 @@ def latency_point(offered: float, r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def climb_ramp(
+    step: Callable[[float, str], bool],
+    plan: Plan,
+    deadline: Deadline | None = None,
+    step_s: float = 0.0,
+) -> float:
+    """The load where the ramp stopped: the first one `step(rate, label)` did not keep up
+    with, twice in a row (a step is short: one pause can fail it), or the top of the ramp.
+
+    A step that would not be done by `deadline` (each takes `step_s`) is not started: the ramp
+    stops where it is, and the cut is noted. The first step always runs."""
+    deadline = deadline or Deadline.never()
+    rate = plan.ramp_from
+    while True:
+        kept_up = step(rate, f"ramp {rate:,.0f}/s")
+        if not kept_up:
+            if deadline.fits(step_s):
+                kept_up = step(rate, f"ramp {rate:,.0f}/s (again)")
+            else:
+                # the saturation runs at this load decide whether it really is too much
+                deadline.cut(f"ramp: {rate:,.0f}/s not tried again after a failed step")
+                return rate
+        if not kept_up or rate >= plan.ramp_to:
+            return rate
+        higher = min(rate * 1.25, plan.ramp_to)
+        if not deadline.fits(step_s):
+            deadline.cut(
+                f"ramp stopped at {rate:,.0f}/s, which it kept up with: "
+                f"{higher:,.0f}/s and up not tried"
+            )
+            return rate
+        rate = higher
+
+
 def find_saturation(
-    run_at: Callable[[float, int], dict[str, Any]], rate: float, plan: Plan
+    run_at: Callable[[float, int], dict[str, Any]],
+    rate: float,
+    plan: Plan,
+    deadline: Deadline | None = None,
+    run_cost_s: float = 0.0,
 ) -> tuple[float, list[dict[str, Any]]]:
     """The offered rate of the saturation runs, and those runs (`plan.runs` of them), starting
     where the ramp stopped. `run_at(rate, i)` measures run `i` at `rate`.
@@ -349,37 +597,97 @@ def find_saturation(
     the router's saturation, so the search goes on up at once instead of repeating a rate the
     router takes whole (such repeats made a default run take over six minutes on a noisy
     VM). A round that did not keep up is run `plan.runs` times and decided by its median; at
-    the top of the ramp the figure stays a lower bound."""
+    the top of the ramp the figure stays a lower bound.
+
+    Within `deadline` (each run takes `run_cost_s`): the first run always happens; a repeat that
+    would not be done by then is not started, and the search goes up only if a whole round
+    fits (so a higher load is not decided on a single run). Either way it returns the runs it
+    has and notes the cut; runs that kept up with their load are a lower bound, as at the top
+    of the ramp."""
+    deadline = deadline or Deadline.never()
     while True:
         runs = [run_at(rate, 0)]
         first_kept_up = float(runs[0]["output_per_s"]) >= KEEPS_UP * rate
         if not first_kept_up or rate >= plan.ramp_to:
-            runs += [run_at(rate, i) for i in range(1, plan.runs)]
+            while len(runs) < plan.runs:
+                if not deadline.fits(run_cost_s):
+                    deadline.cut(f"saturation: {len(runs)} of {plan.runs} runs at {rate:,.0f}/s")
+                    break
+                runs.append(run_at(rate, len(runs)))
         sat = statistics.median(float(r["output_per_s"]) for r in runs)
         if sat < KEEPS_UP * rate or rate >= plan.ramp_to:
+            return rate, runs
+        if not deadline.fits(plan.runs * run_cost_s):
+            deadline.cut(
+                f"saturation search stopped at {rate:,.0f}/s, which it kept up with (a lower bound)"
+            )
             return rate, runs
         rate = min(rate * 1.25, plan.ramp_to)
 
 
+def saturation(rate: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The saturation figure from the runs `find_saturation` returned at `rate`: the median of
+    the sink's output rates while the load lasted (the router's throughput when offered more
+    than it can take; a backlog drained after the window does not count), and how far apart
+    the runs were (no spread from a single run)."""
+    delivered = [float(r["output_per_s"]) for r in runs]
+    sat = statistics.median(delivered)
+    s = spread(delivered) if len(delivered) > 1 else None
+    return {
+        "events_per_s": sat,
+        "saturation_offered_per_s": rate,
+        "runs": delivered,
+        "spread": s,
+        "unstable": s is not None and s > SPREAD_LIMIT,
+        # False: it delivered all it was offered, at the top of the ramp or where the budget
+        # stopped the search, so `events_per_s` is only a lower bound of what it can take
+        "saturated": sat < KEEPS_UP * rate,
+    }
+
+
 def bench_router(
-    name: str, url: str, config: Path, work: Path, plan: Plan, server_pid: int | None = None
+    name: str,
+    url: str,
+    config: Path,
+    work: Path,
+    plan: Plan,
+    server_pid: int | None = None,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
+    """One router's figures (see the module's docstring), within `deadline`: the router's stop
+    included, each part leaves the time the parts after it take, in this order of importance:
+    the saturation figure (one ramp step and one saturation run always run), the latency at
+    25k/s, the first load after start, the latency at shares of saturation."""
+    deadline = deadline or Deadline.never()
     sink = "passthrough.>" if name == "passthrough" else "mfg.telemetry.>"
     router = start_router(name, url, config, work)
     times = machine_times()
     sink_closed: list[str] = []
+    # a saturation run is past the router's capacity by design: its backlog drains after it
+    step_s, lat_s = run_s(plan.ramp_s), run_s(plan.latency_s)
+    sat_s = run_s(plan.saturation_s, saturating=True)
+    until_stop = deadline.less(ROUTER_STOP_S)
     try:
         # The fixed load from the moment the router is ready, warm-up included: what a router
         # restarted under traffic does in its first seconds (fresh buffers, empty tables).
-        # Not repeated: a second run would not be the first.
-        label = f"{name} first {FIXED_LOAD:,.0f}/s after start"
-        r = measure(Load(url, sink, FIXED_LOAD, plan.latency_s, 0.0), label, sink_closed,
-                    retry=False)  # fmt: skip
-        first_load = latency_point(FIXED_LOAD, r)
+        # Not repeated: a second run would not be the first. Measured only if it leaves time
+        # for the essentials and the latency at 25k/s.
+        first_load = None
+        essentials = run_s(plan.ramp_s, saturating=True) + sat_s
+        if until_stop.fits(lat_s + essentials + lat_s):
+            label = f"{name} first {FIXED_LOAD:,.0f}/s after start"
+            r = measure(Load(url, sink, FIXED_LOAD, plan.latency_s, 0.0), label, sink_closed,
+                        retry=False)  # fmt: skip
+            first_load = latency_point(FIXED_LOAD, r)
+        else:
+            until_stop.cut(f"first {FIXED_LOAD:,.0f}/s after start not measured")
         ramp: list[dict[str, Any]] = []
+        # the ramp leaves time for a whole round of saturation runs and the 25k/s latency
+        ramp_until = until_stop.less(plan.runs * sat_s + lat_s)
 
         def step(rate: float, label: str) -> bool:
-            r = measure(Load(url, sink, rate, plan.ramp_s, plan.warmup_s), label, sink_closed)
+            load = Load(url, sink, rate, plan.ramp_s, plan.warmup_s)
+            r = measure(load, f"{name} {label}", sink_closed, deadline=ramp_until)
             ramp.append(
                 {
                     "offered_per_s": rate,
@@ -393,40 +701,39 @@ def bench_router(
                 and r["latency_ms"]["p50"] <= KEEPS_UP_P50_MS
             )
 
-        rate = plan.ramp_from
-        while True:
-            # a step is short: one pause can fail it, so a failed step is tried once more
-            # before the ramp stops there
-            kept_up = step(rate, f"{name} ramp {rate:,.0f}/s") or step(
-                rate, f"{name} ramp {rate:,.0f}/s (again)"
-            )
-            if not kept_up or rate >= plan.ramp_to:
-                break
-            rate = min(rate * 1.25, plan.ramp_to)
+        rate = climb_ramp(step, plan, ramp_until, step_s)
+        # the saturation search leaves time for the 25k/s latency
+        sat_until = until_stop.less(lat_s)
 
         def saturation_run(rate: float, i: int) -> dict[str, Any]:
             load = Load(url, sink, rate, plan.saturation_s, plan.warmup_s)
             label = f"{name} saturation {i + 1}/{plan.runs} at {rate:,.0f}/s"
-            return measure(load, label, sink_closed)
+            return measure(load, label, sink_closed, deadline=sat_until)
 
-        rate, runs = find_saturation(saturation_run, rate, plan)
-        # the sink's output rate while the load lasted: the router's throughput when
-        # offered more than it can take (a backlog drained after the window does not count)
-        delivered = [float(r["output_per_s"]) for r in runs]
-        sat = statistics.median(delivered)
+        rate, runs = find_saturation(saturation_run, rate, plan, sat_until, sat_s)
+        figures = saturation(rate, runs)
+        sat = figures["events_per_s"]
         latency = []
         measured: list[tuple[str, int | None]] = [
             ("router", router.proc.pid),
             ("nats_server", server_pid),
         ]
-        for offered in sorted({FIXED_LOAD, *(round(sat * s) for s in SHARES)}):
+        # 25k/s first (the p99 target is set there), then from the highest share down (at
+        # 80% of saturation the batches are as large as under real load)
+        shares = sorted({round(sat * s) for s in SHARES} - {FIXED_LOAD}, reverse=True)
+        not_measured = []
+        for offered in [FIXED_LOAD, *shares]:
             if offered < 100:
+                continue
+            if not until_stop.fits(lat_s):
+                not_measured.append(offered)
                 continue
             # CPU per event at each load: how much of the shared machine each router needs,
             # steadier on a noisy VM than a saturation figure. At 25k/s every router keeps
             # up; at a share of its own saturation the batches are as large as in use.
             load = Load(url, sink, offered, plan.latency_s, plan.warmup_s)
-            r = measure(load, f"{name} at {offered:,.0f}/s", sink_closed, procs=measured)
+            r = measure(load, f"{name} at {offered:,.0f}/s", sink_closed, procs=measured,
+                        deadline=until_stop)  # fmt: skip
             latency.append(
                 {
                     **latency_point(offered, r),
@@ -434,27 +741,26 @@ def bench_router(
                     "cpu": r["cpu"] or None,
                 }
             )
+        if not_measured:
+            until_stop.cut(
+                "latency not measured at " + ", ".join(f"{x:,.0f}/s" for x in sorted(not_measured))
+            )
+        latency.sort(key=lambda p: float(p["offered_per_s"]))
     finally:
         router.stop()
-    s = spread(delivered)
     return {
         "name": name,
-        "events_per_s": sat,
-        "saturation_offered_per_s": rate,
+        **figures,
         "ramp": ramp,
         "keeps_up": {"delivered_share": KEEPS_UP, "p50_ms": KEEPS_UP_P50_MS},
-        "runs": delivered,
-        "spread": s,
-        "unstable": s > SPREAD_LIMIT,
-        # False: it delivered what the top of the ramp offered, so `events_per_s` is only a
-        # lower bound of what it can take
-        "saturated": sat < KEEPS_UP * rate,
         "generator_lag_ms": max(float(r["generator_lag_ms"]) for r in runs),
         "latency": latency,
         "first_load": first_load,
         "cpu_at_25k": next((p["cpu"] for p in latency if p["offered_per_s"] == FIXED_LOAD), None),
         "steal_share": steal_share(times, machine_times()),
         "sink_closed": sink_closed,
+        # what the budget left out of this router's measurements (nothing: empty)
+        "budget_cut": deadline.cuts,
     }
 
 
@@ -572,15 +878,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def bench_floor(url: str, plan: Plan) -> dict[str, Any]:
+def bench_floor(url: str, plan: Plan, deadline: Deadline | None = None) -> dict[str, Any]:
     """Latency of the harness itself at the fixed load: the same generator and sink with
     nats-server between them and no router (the events are published straight into the
-    sink's subjects). No router's p99 can be below this on the machine."""
+    sink's subjects). No router's p99 can be below this on the machine. One run, whatever
+    `deadline` says; a repeat (a lost sink) only within it."""
     templates = [("mfg.telemetry.floor", body) for _, body in telemetry_templates()]
     label = f"no router at {FIXED_LOAD:,.0f}/s"
     sink_closed: list[str] = []
     r = measure(Load(url, "mfg.telemetry.>", FIXED_LOAD, plan.latency_s, plan.warmup_s,
-                     templates=templates), label, sink_closed)  # fmt: skip
+                     templates=templates), label, sink_closed, deadline=deadline)  # fmt: skip
     return {**latency_point(FIXED_LOAD, r), "sink_closed": sink_closed}
 
 
@@ -593,17 +900,43 @@ def slow_consumers(log: Path, limit: int = 20) -> list[str]:
     return [line for line in lines if "Slow Consumer" in line][:limit]
 
 
-def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
+def run_e2e(config: Path, plan: Plan, work: Path, budget_s: float | None = None) -> dict[str, Any]:
+    """Every phase of the benchmark within `budget_s` (default: `default_budget_s(plan)`); a
+    budget below the plan's essentials (`minimum_budget_s`) is refused before anything runs,
+    as no run could keep it."""
+    budget_s = default_budget_s(plan) if budget_s is None else budget_s
+    least = minimum_budget_s(plan)
+    if budget_s < least:
+        raise BenchError(
+            f"a budget of {budget_s:.0f} s is below the {least:.0f} s this plan's essential "
+            "measurements take (the floor, a ramp step and a saturation run per router, the "
+            "JetStream run)"
+        )
     started = time.monotonic()
+    budget = Budget(budget_s, phase_costs(plan))
     with EmbeddedNats(work / "nats") as server:
         print(f"nats-server {server.info.get('version')} at {server.url}", file=sys.stderr)
         pid = server.pid
-        floor = bench_floor(server.url, plan)
-        results = [bench_router(name, server.url, config, work, plan, pid) for name in ROUTERS]
+        floor = bench_floor(server.url, plan, budget.phase("floor"))
+        results = [
+            bench_router(name, server.url, config, work, plan, pid, budget.phase(name))
+            for name in ROUTERS
+        ]
+        budget.phase("jetstream")  # one run, essential: its share is only recorded
         js = bench_jetstream(server.url, config, work, plan, server_pid=pid)
-        js["ceiling"] = bench_jetstream(server.url, config, work, plan, "passthrough", pid)
+        ceiling = budget.phase("jetstream_ceiling")
+        need = jetstream_s(plan, worst=True)
+        if ceiling.fits(need):
+            js["ceiling"] = bench_jetstream(server.url, config, work, plan, "passthrough", pid)
+        else:
+            # not run at all rather than cut: fewer events would be another measurement
+            ceiling.cut(f"not run: it takes up to {need:.0f} s, {max(0.0, ceiling.left()):.0f} s "
+                        "were left")  # fmt: skip
+            js["ceiling"] = None
         version = server.info.get("version")
         slow = slow_consumers(server.log_path)
+        spent = budget.report()
+    elapsed = time.monotonic() - started
     by = {r["name"]: r for r in results}
     ms, pt, py = by["millstream"], by["passthrough"], by["python_baseline"]
     at_25k = next((p for p in ms["latency"] if p["offered_per_s"] == FIXED_LOAD), None)
@@ -614,7 +947,11 @@ def run_e2e(config: Path, plan: Plan, work: Path) -> dict[str, Any]:
         "plan": plan.__dict__,
         # the whole measurement, server start to the last router's stop (the issue bounds a
         # default run at 5 minutes; the plot and the JSON come after)
-        "elapsed_s": time.monotonic() - started,
+        "elapsed_s": elapsed,
+        # the time budget, each phase's share of it as the phase started and what it used
+        "budget": {**spent, "over": elapsed > budget_s},
+        # what phases left out to stay within the budget, `<phase>: <what>` (empty: nothing)
+        "cut_short": budget.cut_short(),
         "results": results,
         "ratio_vs_passthrough": ms["events_per_s"] / pt["events_per_s"],
         "ratio_vs_python": ms["events_per_s"] / py["events_per_s"] if py["events_per_s"] else None,
@@ -645,6 +982,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, help="PNG of latency against offered load")
     p.add_argument("--quick", action="store_true", help="shorter measurements (about 4 minutes)")
     p.add_argument("--runs", type=int, help="saturation repeats per router (default 3)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        help=f"time budget of the whole run in seconds (default {BUDGET_S:.0f}; with --quick "
+        f"or --runs in proportion to the plan: --quick {default_budget_s(QUICK):.0f}); a phase "
+        "that reaches its share stops early and the result says what it left out",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -653,7 +997,7 @@ def run(args: argparse.Namespace) -> int:
         plan = Plan(**{**plan.__dict__, "runs": max(1, args.runs)})
     config = find_config(args.config).resolve()
     with tempfile.TemporaryDirectory(prefix="millstream-e2e-") as tmp:
-        result = run_e2e(config, plan, Path(tmp))
+        result = run_e2e(config, plan, Path(tmp), args.budget_s)
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text + "\n")
@@ -687,18 +1031,30 @@ def steal_note(share: float | None) -> str:
 
 
 def summary(result: dict[str, Any]) -> str:
+    budget = result.get("budget")
     lines = [
         f"e2e on {result['machine'].get('cpu')} ({os.cpu_count()} cores), "
         f"{result.get('elapsed_s', 0):.0f} s"
+        + (f" of a {budget['budget_s']:.0f} s budget" if budget else "")
     ]
+    top = result.get("plan", {}).get("ramp_to", math.inf)
     for r in result["results"]:
         flag = f"  UNSTABLE: spread over {SPREAD_LIMIT:.0%}" if r["unstable"] else ""
         if not r.get("saturated", True):
-            flag += "  NOT SATURATED: kept up with the top of the ramp (a lower bound)"
+            offered = r.get("saturation_offered_per_s", top)
+            flag += (
+                f"  NOT SATURATED: kept up with {offered:,.0f}/s, where the budget stopped the "
+                "search (a lower bound)"
+                if r.get("budget_cut") and offered < top
+                else "  NOT SATURATED: kept up with the top of the ramp (a lower bound)"
+            )
+        if r.get("budget_cut"):
+            flag += "  CUT SHORT by the budget (below)"
         flag += steal_note(r.get("steal_share"))
+        spread_text = "no spread" if r["spread"] is None else f"spread {r['spread']:.1%}"
         lines.append(
             f"  {r['name']:<16} {r['events_per_s']:>10,.0f} events/s "
-            f"(runs {', '.join(f'{x:,.0f}' for x in r['runs'])}; spread {r['spread']:.1%}){flag}"
+            f"(runs {', '.join(f'{x:,.0f}' for x in r['runs'])}; {spread_text}){flag}"
         )
         if r.get("cpu_at_25k"):
             c = r["cpu_at_25k"]
@@ -722,13 +1078,31 @@ def summary(result: dict[str, Any]) -> str:
             )
     js = result["jetstream"]
     met = result["targets"]["met"]
+    at_25k = any(
+        p["offered_per_s"] == FIXED_LOAD
+        for r in result["results"]
+        if r["name"] == "millstream"
+        for p in r["latency"]
+    )
+
+    def bounds(*names: str) -> str:
+        # a ratio with a lower bound in it (top of the ramp, or the budget) is a bound too
+        loose = [
+            r["name"]
+            for r in result["results"]
+            if r["name"] in names and not r.get("saturated", True)
+        ]
+        return f"  (from a lower bound: {' and '.join(loose)} not saturated)" if loose else ""
+
     lines += [
         f"  millstream / passthrough = {result['ratio_vs_passthrough']:.2f} "
-        f"(target >= {TARGETS['vs_passthrough']}: {'met' if met['vs_passthrough'] else 'MISSED'})",
+        f"(target >= {TARGETS['vs_passthrough']}: {'met' if met['vs_passthrough'] else 'MISSED'})"
+        + bounds("millstream", "passthrough"),
         f"  millstream / python_baseline = {result['ratio_vs_python'] or 0:.2f} "
-        f"(target >= {TARGETS['vs_python']}: {'met' if met['vs_python'] else 'MISSED'})",
+        f"(target >= {TARGETS['vs_python']}: {'met' if met['vs_python'] else 'MISSED'})"
+        + bounds("millstream", "python_baseline"),
         f"  p99 at 25k/s: target < {TARGETS['p99_ms_at_25k']} ms: "
-        f"{'met' if met['p99_ms_at_25k'] else 'MISSED'}",
+        + ("met" if met["p99_ms_at_25k"] else "MISSED" if at_25k else "not measured (budget)"),
     ]
     if result.get("floor"):
         f = result["floor"]
@@ -770,4 +1144,13 @@ def summary(result: dict[str, Any]) -> str:
     slow = result.get("slow_consumers") or []
     if slow:
         lines.append(f"  nats-server cut {len(slow)} slow consumer(s) off; first: {slow[0]}")
+    cut = result.get("cut_short") or []
+    if cut and budget:
+        lines.append(f"  CUT SHORT to stay within the {budget['budget_s']:.0f} s budget:")
+        lines += [f"    {c}" for c in cut]
+    if budget and budget.get("over"):
+        lines.append(
+            f"  OVER BUDGET: {result['elapsed_s']:.0f} s for a {budget['budget_s']:.0f} s "
+            "budget (the essential measurements ran long)"
+        )
     return "\n".join(lines)
