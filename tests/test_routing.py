@@ -85,3 +85,48 @@ def test_first_matching_source_reads_the_subject(make_router: Callable[..., Rout
     out = make_router(extra).process([("plc.a.b", telemetry()[1])])[0]
     assert out.source == "mes"
     assert out.status == "routed"
+
+
+def test_one_route_reads_each_mapping_by_its_own_fields(
+    make_router: Callable[..., Router],
+) -> None:
+    """A route that takes events of two mappings renders each from that mapping's own
+    entity: the gateway's mapping has two fields more, so every field the route reads sits
+    at a different place in its entities (the core settles those places when the plan is
+    compiled), and `ce.*` comes from each event's own attributes."""
+    gateway = (
+        "  gateway:\n"
+        "    canonical: machine_telemetry\n"
+        '    id: "gw-{machine_id}-{metric}-{observed_at}"\n'
+        "    fields:\n"
+        "      line: {const: L9}\n"
+        "      quality: {const: good}\n"
+        "      machine_id: machine\n"
+        "      plant: plant\n"
+        "      metric: metric\n"
+        "      value: {path: value, type: number, convert: {table: temp, from_path: unit}}\n"
+        "      unit: {path: unit, unit_name: temp}\n"
+        "      observed_at: {path: ts, type: timestamp}\n"
+    )
+    text = MINI.replace(
+        "sources:\n",
+        gateway + "sources:\n  - name: gw\n"
+        '    subjects: ["gw.*.telemetry"]\n    mapping: gateway\n',
+    )
+    text += (
+        "  - name: by-plant\n"
+        '    match: {subjects: [">"], types: [machine_telemetry]}\n'
+        '    to: "site.{plant}.{machine_id}.{metric}"\n'
+        '    dedup: {key: "{plant}/{machine_id}/{ce.source}/{ce.id}", window: 1h}\n'
+    )
+    r = make_router(text)
+    subject, body = telemetry("press-07")
+    mes, gw = r.process([(subject, body), ("gw.line1.telemetry", body)])
+    assert mes.destinations == ["plant.p1.press-07", "site.p1.press-07.temp"]
+    assert gw.destinations == ["site.p1.press-07.temp"]
+    assert json.loads(gw.data)["line"] == "L9"
+    # the same sample through the other source is another event (its own ce.source and
+    # ce.id in the key); through the same source again, a duplicate
+    again = r.process([("gw.line1.telemetry", body)])[0]
+    assert again.status == "duplicate"
+    assert [route for route, _, _ in again.skipped] == ["by-plant"]

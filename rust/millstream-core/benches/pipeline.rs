@@ -146,7 +146,7 @@ fn stages(c: &mut Criterion) {
     g.bench_function("route/render_destination", |b| {
         b.iter(|| {
             to.render(
-                |p| lookup(black_box(&tel_entity), p).map_or(Found::Missing, Json::scalar),
+                |_, p| lookup(black_box(&tel_entity), p).map_or(Found::Missing, Json::scalar),
                 check_subject_token,
             )
         })
@@ -154,7 +154,7 @@ fn stages(c: &mut Criterion) {
     g.bench_function("dedup/render_and_hash_key", |b| {
         b.iter(|| {
             key.render(
-                |p| lookup(black_box(&tel_entity), p).map_or(Found::Missing, Json::scalar),
+                |_, p| lookup(black_box(&tel_entity), p).map_or(Found::Missing, Json::scalar),
                 |_, _| Ok(()),
             )
             .map(|k| KeyHash::of(&k))

@@ -172,6 +172,12 @@ impl Mapper {
         })
     }
 
+    /// Where field `name` is in every entity `apply` builds (they hold the mapping's fields in
+    /// one fixed order), so later stages can read it without searching.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
     /// Append an entity that `apply` built as JSON, byte for byte as `write_json` writes it.
     /// The keys are the mapping's field names, in `fields` order, so their JSON text was
     /// written once at compile time; per event only the values are: the generic serializer
@@ -249,7 +255,7 @@ impl Mapper {
             Input::Template(t) => {
                 rendered = t
                     .render(
-                        |p| match lookup(src, p) {
+                        |_, p| match lookup(src, p) {
                             Some(v) if !self.empty(Some(v), FieldType::String) => v.scalar(),
                             _ => Found::Missing,
                         },

@@ -13,7 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::decode::{decode, Limits};
 use crate::dedup::{DedupCache, KeyHash, ReadAt};
 use crate::error::{PlanError, Reason, Rejection};
-use crate::json::{lookup, obj_get, Found, Json, Scalar};
+use crate::json::{lookup, Found, Json, Scalar};
 use crate::map::Mapper;
 use crate::plan::{DeadLetterSpec, DeliveryMode, Lane, PlanSpec};
 use crate::route::{any_match, check_subject_token, Predicate, SubjectPattern};
@@ -176,6 +176,76 @@ struct Source {
     mapper: Mapper,
     schema: Option<SchemaCheck>,
     uri: Arc<str>,
+    bound: Bound,
+}
+
+/// Where a template placeholder's value is in a source's canonical entity, settled when the
+/// plan is compiled. An entity holds its mapping's fields in one fixed order
+/// (`Mapper::apply`), so a placeholder naming one of them needs no search per event: a
+/// telemetry event renders about fifteen, and searching the entity's keys for each cost
+/// more than any other part of rendering (scripts/event-cost).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    /// The entity's field at this position.
+    Field(usize),
+    /// Anything else (`ce.*`, a nested path, a name the mapping lacks): searched as before.
+    Search,
+}
+
+/// The slots of every template that reads one source's entities.
+#[derive(Default)]
+struct Bound {
+    id: Box<[Slot]>,
+    subject: Box<[Slot]>,
+    partitionkey: Box<[Slot]>,
+    /// The mapping's `time` field.
+    time: Option<usize>,
+    /// Per route, by its position in the plan.
+    routes: Vec<RouteSlots>,
+}
+
+#[derive(Default)]
+struct RouteSlots {
+    to: Box<[Slot]>,
+    dedup: Box<[Slot]>,
+    stale: Box<[Slot]>,
+    /// The stale guard's `version` field.
+    version: Option<usize>,
+}
+
+fn slots(t: Option<&Template>, mapper: &Mapper) -> Box<[Slot]> {
+    t.map(|t| {
+        t.vars()
+            .map(|p| match p {
+                [name] => mapper.field_index(name).map_or(Slot::Search, Slot::Field),
+                _ => Slot::Search,
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl Bound {
+    fn new(mapper: &Mapper, m: &MappingRt, routes: &[Route]) -> Bound {
+        Bound {
+            id: slots(m.id.as_ref(), mapper),
+            subject: slots(m.subject.as_ref(), mapper),
+            partitionkey: slots(m.partitionkey.as_ref(), mapper),
+            time: m.time.as_deref().and_then(|f| mapper.field_index(f)),
+            routes: routes
+                .iter()
+                .map(|r| RouteSlots {
+                    to: slots(Some(&r.to), mapper),
+                    dedup: slots(r.dedup.as_ref().map(|d| &d.key), mapper),
+                    stale: slots(r.stale.as_ref().map(|s| &s.key), mapper),
+                    version: r
+                        .stale
+                        .as_ref()
+                        .and_then(|s| mapper.field_index(&s.version)),
+                })
+                .collect(),
+        }
+    }
 }
 
 struct MappingRt {
@@ -438,6 +508,7 @@ impl Pipeline {
                 )?,
                 schema,
                 uri: s.source_uri.as_str().into(),
+                bound: Bound::default(),
             });
         }
         let mut routes = Vec::new();
@@ -496,6 +567,9 @@ impl Pipeline {
                     }),
                 },
             });
+        }
+        for s in &mut sources {
+            s.bound = Bound::new(&s.mapper, &mappings[s.mapping], &routes);
         }
         Ok(Pipeline {
             name: spec.name,
@@ -881,7 +955,12 @@ impl Pipeline {
         };
 
         // CloudEvents attributes: templates read the canonical entity.
+        let b = &src.bound;
         let field = |p: &[String]| lookup(&entity, p).map_or(Found::Missing, Json::scalar);
+        let at = |slots: &[Slot], i: usize, p: &[String]| match slots.get(i) {
+            Some(Slot::Field(ix)) => entity.get(*ix).map_or(Found::Missing, |(_, v)| v.scalar()),
+            _ => field(p),
+        };
         let mut attrs = CeAttributes {
             source: src.uri.clone(),
             ce_type: m.ce_type.clone(),
@@ -890,7 +969,7 @@ impl Pipeline {
             ends: [None; 4],
         };
         let id = attrs.push(CE_ID, |out| match &m.id {
-            Some(t) => t.render_append(out, field, |_, _| Ok(())),
+            Some(t) => t.render_append(out, |i, p| at(&b.id, i, p), |_, _| Ok(())),
             None => {
                 let mut h = Xxh3::new();
                 h.update(src.name.as_bytes());
@@ -904,8 +983,8 @@ impl Pipeline {
         if let Err(e) = id {
             return fail(key_missing("id", e));
         }
-        let time = m.time.as_ref().and_then(|f| match obj_get(&entity, f) {
-            Some(Json::Str(s)) => Some(s),
+        let time = b.time.and_then(|ix| match entity.get(ix) {
+            Some((_, Json::Str(s))) => Some(s),
             _ => None,
         });
         if let Some(t) = time {
@@ -915,11 +994,13 @@ impl Pipeline {
             });
         }
         if let Some(t) = &m.subject {
-            let _ = attrs.push(CE_SUBJECT, |out| t.render_append(out, field, |_, _| Ok(())));
+            let _ = attrs.push(CE_SUBJECT, |out| {
+                t.render_append(out, |i, p| at(&b.subject, i, p), |_, _| Ok(()))
+            });
         }
         if let Some(t) = &m.partitionkey {
             let _ = attrs.push(CE_PARTITIONKEY, |out| {
-                t.render_append(out, field, |_, _| Ok(()))
+                t.render_append(out, |i, p| at(&b.partitionkey, i, p), |_, _| Ok(()))
             });
         }
         // `ce.*` values for templates, built only if a template asks for one.
@@ -933,9 +1014,12 @@ impl Pipeline {
             };
             s.map_or(Found::Missing, |s| Found::Scalar(Scalar::Str(s)))
         };
-        let lookup = |p: &[String]| -> Found<'_> {
-            match p {
-                [ce, attr] if ce == "ce" => ce_value(attr),
+        let lookup = |slots: &[Slot], i: usize, p: &[String]| -> Found<'_> {
+            match (slots.get(i), p) {
+                (Some(Slot::Field(ix)), _) => {
+                    entity.get(*ix).map_or(Found::Missing, |(_, v)| v.scalar())
+                }
+                (_, [ce, attr]) if ce == "ce" => ce_value(attr),
                 _ => field(p),
             }
         };
@@ -949,6 +1033,7 @@ impl Pipeline {
         let mut key_text = String::with_capacity(128);
         for &ri in resolved.routes.iter() {
             let r = &self.routes[ri];
+            let rb = &b.routes[ri];
             if !(r.types.is_empty() || r.types.iter().any(|t| **t == *m.ce_type)) {
                 continue;
             }
@@ -967,7 +1052,10 @@ impl Pipeline {
                 }
             }
             matched = true;
-            let to = match r.to.render(lookup, check_subject_token) {
+            let to = match r
+                .to
+                .render(|i, p| lookup(&rb.to, i, p), check_subject_token)
+            {
                 Ok(s) => s,
                 Err(RenderError::Missing(f)) => {
                     return rfail(Reason::SubjectRejected, format!("{f} is empty"))
@@ -976,11 +1064,13 @@ impl Pipeline {
             };
             let mut stale = None;
             if let Some(s) = &r.stale {
-                let key = match s.key.render_into(&mut key_text, lookup, |_, _| Ok(())) {
+                let stale_key = |i, p: &[String]| lookup(&rb.stale, i, p);
+                let key = match s.key.render_into(&mut key_text, stale_key, |_, _| Ok(())) {
                     Ok(()) => KeyHash::of(&key_text),
                     Err(e) => return rfail(Reason::KeyMissing, render_err("stale.key", e)),
                 };
-                let version = match obj_get(&entity, &s.version).map(version_of) {
+                let version = rb.version.and_then(|ix| entity.get(ix));
+                let version = match version.map(|(_, v)| version_of(v)) {
                     Some(Ok(v)) => v,
                     Some(Err(why)) => return rfail(Reason::KeyMissing, why),
                     None => {
@@ -994,7 +1084,8 @@ impl Pipeline {
             }
             let mut dedup = None;
             if let Some(d) = &r.dedup {
-                let key = match d.key.render_into(&mut key_text, lookup, |_, _| Ok(())) {
+                let dedup_key = |i, p: &[String]| lookup(&rb.dedup, i, p);
+                let key = match d.key.render_into(&mut key_text, dedup_key, |_, _| Ok(())) {
                     Ok(()) => KeyHash::of(&key_text),
                     Err(e) => return rfail(Reason::KeyMissing, render_err("dedup.key", e)),
                 };

@@ -69,11 +69,14 @@ impl Template {
         })
     }
 
-    /// Render, resolving each placeholder with `lookup`. `check` sees each rendered value and
-    /// may refuse it (destination subjects restrict their tokens).
+    /// Render, resolving each placeholder with `lookup`, which gets the placeholder's position
+    /// among the template's placeholders (as `vars` lists them) and its path: a caller that
+    /// bound the positions to a document's fields when the plan was compiled reads them
+    /// without a search. `check` sees each rendered value and may refuse it (destination
+    /// subjects restrict their tokens).
     pub fn render<'a, L, C>(&self, lookup: L, check: C) -> Result<String, RenderError>
     where
-        L: Fn(&[String]) -> Found<'a>,
+        L: Fn(usize, &[String]) -> Found<'a>,
         C: FnMut(&str, &[String]) -> Result<(), RenderError>,
     {
         let mut out = String::with_capacity(self.size_hint);
@@ -90,7 +93,7 @@ impl Template {
         check: C,
     ) -> Result<(), RenderError>
     where
-        L: Fn(&[String]) -> Found<'a>,
+        L: Fn(usize, &[String]) -> Found<'a>,
         C: FnMut(&str, &[String]) -> Result<(), RenderError>,
     {
         out.clear();
@@ -105,15 +108,18 @@ impl Template {
         mut check: C,
     ) -> Result<(), RenderError>
     where
-        L: Fn(&[String]) -> Found<'a>,
+        L: Fn(usize, &[String]) -> Found<'a>,
         C: FnMut(&str, &[String]) -> Result<(), RenderError>,
     {
+        let mut var = 0;
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
                 Part::Var(path) => {
                     let start = out.len();
-                    match lookup(path) {
+                    let found = lookup(var, path);
+                    var += 1;
+                    match found {
                         Found::Missing => return Err(RenderError::Missing(path.join("."))),
                         Found::Compound => return Err(RenderError::NotScalar(path.join("."))),
                         Found::Scalar(s) => s.write_to(out),
@@ -136,8 +142,8 @@ mod tests {
         decode(s.as_bytes(), &Limits::default()).expect("decodes")
     }
 
-    fn find<'a>(data: &'a Obj<'a>) -> impl Fn(&[String]) -> Found<'a> {
-        move |p| lookup(data, p).map_or(Found::Missing, Json::scalar)
+    fn find<'a>(data: &'a Obj<'a>) -> impl Fn(usize, &[String]) -> Found<'a> {
+        move |_, p| lookup(data, p).map_or(Found::Missing, Json::scalar)
     }
 
     #[test]
