@@ -32,6 +32,7 @@ from millstream.bench.e2e import (
     measure,
     minimum_budget_s,
     phase_costs,
+    ratio_if_router_as_cheap,
     run_e2e,
     saturation,
     slow_consumers,
@@ -392,3 +393,43 @@ def test_the_e2e_events_read_from_their_file_render_as_json() -> None:
     doc = json.loads(_render(body))
     assert subject == "odoo.stock_move" and doc["_id"] == 4 and doc["write_date"]
     assert JS_MARKER + "1_2" in _render(body)
+
+
+def _cpu(router: float, nats: float, harness: float, cores: tuple[float, ...]) -> dict[str, float]:
+    us = dict(
+        zip(("router", "nats_server", "generator_and_sink"), (router, nats, harness), strict=True)
+    )
+    return {
+        **{f"{who}_us_per_delivered": v for who, v in us.items()},
+        **{f"{who}_cores": c for who, c in zip(us, cores, strict=True)},
+    }
+
+
+def test_the_ratios_ceiling_keeps_what_the_server_and_harness_spend_on_millstreams_outputs() -> (
+    None
+):
+    # the relay: 4 µs per delivered event on the path, 2 cores in use: 500k/s. Millstream:
+    # 10 µs (its router 5), 2 cores: 200k/s, a model ratio of 0.4. With a router of the
+    # relay's 1 µs its path would cost 3 + 2 + 1 = 6 µs: 333k/s, at most 0.67.
+    pt = _router("passthrough", 500_000.0, cpu_at_saturation=_cpu(1, 2, 1, (0.5, 1.0, 0.5)))
+    ms = _router("millstream", 200_000.0, cpu_at_saturation=_cpu(5, 3, 2, (1.0, 0.6, 0.4)))
+    bound = ratio_if_router_as_cheap(ms, pt)
+    assert bound is not None
+    assert bound["model_ratio"] == pytest.approx(0.4)
+    assert bound["ratio"] == pytest.approx(2 / 3)
+    assert bound["cores_in_use"] == {"millstream": 2.0, "passthrough": 2.0}
+    result = _result([])
+    result["ratio_if_router_as_cheap"] = bound
+    text = summary(result)
+    assert "with a router as cheap as the relay, at most 0.67 on this machine" in text
+    assert "millstream router 5.00 + nats_server 3.00 + generator_and_sink 2.00 µs" in text
+    # a figure missing (no /proc): no ceiling rather than a wrong one
+    del ms["cpu_at_saturation"]["nats_server_cores"]
+    assert ratio_if_router_as_cheap(ms, pt) is None
+
+
+def test_the_saturation_figure_carries_the_cpu_of_its_median_run() -> None:
+    runs = [{"output_per_s": x, "cpu": {"router_cores": x / 1e5}} for x in (3e5, 1e5, 2e5)]
+    figures = saturation(4e5, runs)
+    assert figures["events_per_s"] == 2e5
+    assert figures["cpu_at_saturation"] == {"router_cores": 2.0}

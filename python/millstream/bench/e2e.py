@@ -516,6 +516,36 @@ def cpu_per_event(
     return cpu
 
 
+def saturation_cpu(
+    before: dict[str, float | None],
+    times_before: list[int] | None,
+    procs: list[tuple[str, int | None]],
+    r: dict[str, Any],
+) -> dict[str, float]:
+    """Where the machine's CPU went during a saturation run `r`: per process (`procs`, read
+    into `before` when the run started), the cores it kept busy (`<who>_cores`) and its CPU
+    µs per event delivered (`<who>_us_per_delivered`); and the machine's idle and steal
+    shares. Past a router's capacity the processes on the path share out the machine's
+    cores, so throughput is the cores in use divided by what the path costs per delivered
+    event: these figures say which process the cores went to."""
+    cpu: dict[str, float] = {}
+    elapsed, delivered = float(r["elapsed_s"]), int(r["distinct"])
+    for who, pid in procs:
+        start, end = before[who], cpu_seconds(pid) if pid else None
+        if start is None or end is None or elapsed <= 0 or delivered <= 0:
+            continue
+        cpu[f"{who}_cores"] = (end - start) / elapsed
+        cpu[f"{who}_us_per_delivered"] = (end - start) / delivered * 1e6
+    after = machine_times()
+    if times_before and after and len(times_before) >= 8 and len(after) >= 8:
+        total = sum(after[:8]) - sum(times_before[:8])
+        if total > 0:
+            # idle and iowait
+            cpu["idle_share"] = (after[3] + after[4] - times_before[3] - times_before[4]) / total
+            cpu["steal_share"] = (after[7] - times_before[7]) / total
+    return cpu
+
+
 def machine_times() -> list[int] | None:
     """The machine's CPU time so far by kind (Linux `/proc/stat`, clock ticks), or None."""
     try:
@@ -633,8 +663,11 @@ def saturation(rate: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
     delivered = [float(r["output_per_s"]) for r in runs]
     sat = statistics.median(delivered)
     s = spread(delivered) if len(delivered) > 1 else None
+    # the CPU figures of the run whose output is the median (the lower one of an even count)
+    middle = sorted(runs, key=lambda r: float(r["output_per_s"]))[(len(runs) - 1) // 2]
     return {
         "events_per_s": sat,
+        "cpu_at_saturation": middle.get("cpu") or None,
         "saturation_offered_per_s": rate,
         "runs": delivered,
         "spread": s,
@@ -705,10 +738,20 @@ def bench_router(
         # the saturation search leaves time for the 25k/s latency
         sat_until = until_stop.less(lat_s)
 
+        # the generator and the sink run in this process
+        on_path: list[tuple[str, int | None]] = [
+            ("router", router.proc.pid),
+            ("nats_server", server_pid),
+            ("generator_and_sink", os.getpid()),
+        ]
+
         def saturation_run(rate: float, i: int) -> dict[str, Any]:
             load = Load(url, sink, rate, plan.saturation_s, plan.warmup_s)
             label = f"{name} saturation {i + 1}/{plan.runs} at {rate:,.0f}/s"
-            return measure(load, label, sink_closed, deadline=sat_until)
+            before, times_before = cpu_readings(on_path), machine_times()
+            r = measure(load, label, sink_closed, deadline=sat_until)
+            r["cpu"] = saturation_cpu(before, times_before, on_path, r)
+            return r
 
         rate, runs = find_saturation(saturation_run, rate, plan, sat_until, sat_s)
         figures = saturation(rate, runs)
@@ -954,6 +997,9 @@ def run_e2e(config: Path, plan: Plan, work: Path, budget_s: float | None = None)
         "cut_short": budget.cut_short(),
         "results": results,
         "ratio_vs_passthrough": ms["events_per_s"] / pt["events_per_s"],
+        # the ratio's ceiling on this machine with a router as cheap as the relay (a model
+        # from the saturation runs' CPU, see `ratio_if_router_as_cheap`)
+        "ratio_if_router_as_cheap": ratio_if_router_as_cheap(ms, pt),
         "ratio_vs_python": ms["events_per_s"] / py["events_per_s"] if py["events_per_s"] else None,
         "jetstream": js,
         "floor": floor,
@@ -1030,6 +1076,62 @@ def steal_note(share: float | None) -> str:
     return f"  (hypervisor steal {share:.0%} of CPU time)"
 
 
+ON_PATH = ("router", "nats_server", "generator_and_sink")
+
+
+def cheap_router_lines(bound: dict[str, Any] | None) -> list[str]:
+    if not bound:
+        return []
+    m, p = bound["millstream_us_per_delivered"], bound["passthrough_us_per_delivered"]
+
+    def costs(c: dict[str, float]) -> str:
+        return " + ".join(f"{who} {c[who]:.2f}" for who in ON_PATH) + " µs"
+
+    return [
+        f"      at saturation, CPU per delivered event: millstream {costs(m)}; "
+        f"passthrough {costs(p)}",
+        f"      with a router as cheap as the relay, at most {bound['ratio']:.2f} on this "
+        f"machine (the same model gives {bound['model_ratio']:.2f} with millstream's own "
+        "router)",
+    ]
+
+
+def ratio_if_router_as_cheap(ms: dict[str, Any], pt: dict[str, Any]) -> dict[str, Any] | None:
+    """What millstream / passthrough could reach on this machine if millstream's router spent
+    no more per delivered event than the relay does, from the same run's saturation CPU
+    figures (`saturation_cpu`).
+
+    At saturation the processes on the path (router, nats-server, the generator and sink)
+    share out the cores they keep busy, so each router's throughput is those cores divided by
+    the path's CPU per delivered event. `model_ratio` is that model with the measured costs
+    (it should come out near the measured ratio: that checks the model); `ratio` swaps
+    millstream's router cost for the relay's and keeps what nats-server and the harness spend
+    on millstream's outputs (CloudEvents headers and the canonical body, larger than the
+    relayed input). None when a figure is missing (a platform without `/proc`)."""
+    a, b = ms.get("cpu_at_saturation") or {}, pt.get("cpu_at_saturation") or {}
+    keys = [f"{who}_{what}" for who in ON_PATH for what in ("cores", "us_per_delivered")]
+    if not all(k in a and k in b for k in keys):
+        return None
+
+    def us(c: dict[str, float]) -> dict[str, float]:
+        return {who: c[f"{who}_us_per_delivered"] for who in ON_PATH}
+
+    def cores(c: dict[str, float]) -> float:
+        return sum(c[f"{who}_cores"] for who in ON_PATH)
+
+    ms_us, pt_us = us(a), us(b)
+    pt_rate = cores(b) / sum(pt_us.values()) * 1e6
+    ms_rate = cores(a) / sum(ms_us.values()) * 1e6
+    cheap_rate = cores(a) / (sum(ms_us.values()) - ms_us["router"] + pt_us["router"]) * 1e6
+    return {
+        "ratio": cheap_rate / pt_rate,
+        "model_ratio": ms_rate / pt_rate,
+        "millstream_us_per_delivered": ms_us,
+        "passthrough_us_per_delivered": pt_us,
+        "cores_in_use": {"millstream": cores(a), "passthrough": cores(b)},
+    }
+
+
 def summary(result: dict[str, Any]) -> str:
     budget = result.get("budget")
     lines = [
@@ -1098,6 +1200,7 @@ def summary(result: dict[str, Any]) -> str:
         f"  millstream / passthrough = {result['ratio_vs_passthrough']:.2f} "
         f"(target >= {TARGETS['vs_passthrough']}: {'met' if met['vs_passthrough'] else 'MISSED'})"
         + bounds("millstream", "passthrough"),
+        *cheap_router_lines(result.get("ratio_if_router_as_cheap")),
         f"  millstream / python_baseline = {result['ratio_vs_python'] or 0:.2f} "
         f"(target >= {TARGETS['vs_python']}: {'met' if met['vs_python'] else 'MISSED'})"
         + bounds("millstream", "python_baseline"),
