@@ -178,6 +178,22 @@ impl Mapper {
         self.fields.iter().position(|f| f.name == name)
     }
 
+    /// What a buffer needs beyond the entity's JSON length so that `write_entity` never grows
+    /// it: before writing a string the writer reserves room for its worst-case escaping (six
+    /// bytes a character and 35 more), so it regrew a buffer sized to the entity's length
+    /// alone near its end, once per event (a copy and a second allocation).
+    pub fn write_room(entity: &Obj<'_>) -> usize {
+        let longest = entity
+            .iter()
+            .map(|(_, v)| match v {
+                Json::Str(s) => s.len(),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        5 * longest + 64
+    }
+
     /// Append an entity that `apply` built as JSON, byte for byte as `write_json` writes it.
     /// The keys are the mapping's field names, in `fields` order, so their JSON text was
     /// written once at compile time; per event only the values are: the generic serializer
@@ -399,8 +415,11 @@ pub fn cast<'e>(
 /// chrono.
 fn rfc3339(t: &DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    let year = t.year();
-    let nanos = t.nanosecond();
+    // The fields are read from the naive UTC time: each accessor of a `DateTime` first
+    // applies its offset (zero here), seven times per timestamp.
+    let utc = t.naive_utc();
+    let year = utc.year();
+    let nanos = utc.nanosecond();
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
         // leap second or a year needing a sign: chrono's own rules
         return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
@@ -414,11 +433,11 @@ fn rfc3339(t: &DateTime<Utc>) -> String {
         }
     };
     put(0, year as u32, 4);
-    put(5, t.month(), 2);
-    put(8, t.day(), 2);
-    put(11, t.hour(), 2);
-    put(14, t.minute(), 2);
-    put(17, t.second(), 2);
+    put(5, utc.month(), 2);
+    put(8, utc.day(), 2);
+    put(11, utc.hour(), 2);
+    put(14, utc.minute(), 2);
+    put(17, utc.second(), 2);
     let (digits, frac) = if nanos == 0 {
         (0, 0)
     } else if nanos.is_multiple_of(1_000_000) {
@@ -658,6 +677,11 @@ mod tests {
             let entity: Obj<'_> = sorted.iter().map(|n| (Cow::Borrowed(*n), pick())).collect();
             let mut fast = Vec::new();
             m.write_entity(&mut fast, &entity).expect("writes");
+            // a buffer of the JSON's length plus `write_room` is never regrown
+            let mut sized = Vec::with_capacity(fast.len() + Mapper::write_room(&entity));
+            let capacity = sized.capacity();
+            m.write_entity(&mut sized, &entity).expect("writes");
+            assert_eq!(sized.capacity(), capacity, "regrown for {entity:?}");
             let mut slow = Vec::new();
             crate::json::write_json(&mut slow, &Json::Obj(entity)).expect("writes");
             assert_eq!(
