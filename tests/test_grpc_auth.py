@@ -23,6 +23,7 @@ from millstream.config import GrpcAuthConfig, GrpcConfig, GrpcRateLimit, parse_c
 from millstream.errors import ConfigError
 
 from .conftest import EXAMPLES
+from .grpc_calls import call
 
 PRODUCER = "producer-token-0123456789"
 ADMIN = "admin-token-0123456789abcdef"
@@ -377,26 +378,17 @@ async def kinds_server() -> AsyncIterator[int]:
 async def _call(
     channel: grpc.aio.Channel, name: str, token: str | None, body: bytes = DENIED
 ) -> grpc.StatusCode:
+    """Call handler `name` of the kinds service. Its request stream, for the streaming kinds,
+    is sent empty (see `call`), so `body`, and the check that a denied request is never
+    parsed, applies to the unary-request kinds only."""
     kind, _ = KINDS[name]
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    rpc = getattr(channel, kind)(f"/{SERVICE}/{name}")
-
-    try:
-        if kind.startswith("stream"):
-            # A request stream stays empty: a message the client writes after the server has
-            # denied the call fails in grpcio's asyncio client, which then reports INTERNAL
-            # instead of the server's status (grpc/grpc#36066). So `body`, and the check that
-            # a denied request is never parsed, applies to the unary-request kinds only.
-            call = rpc(iter(()), metadata=metadata, timeout=5)
-        else:
-            call = rpc(body, metadata=metadata, timeout=5)
-        if kind.endswith("stream"):
-            [_ async for _ in call]
-        else:
-            await call
-    except grpc.aio.AioRpcError as e:
-        return e.code()
-    return grpc.StatusCode.OK
+    return await call(
+        channel,
+        f"/{SERVICE}/{name}",
+        streaming=(kind.startswith("stream"), kind.endswith("stream")),
+        metadata=(("authorization", f"Bearer {token}"),) if token else (),
+        body=body,
+    )
 
 
 @pytest.mark.parametrize("name", list(KINDS))
