@@ -346,7 +346,7 @@ class Plan:
 
 QUICK = Plan(ramp_from=40_000, ramp_to=500_000, ramp_s=2, saturation_s=3, latency_s=3,
              warmup_s=0.5, runs=3, js_events=120_000)  # fmt: skip
-FULL = Plan(ramp_from=40_000, ramp_to=600_000, ramp_s=2.5, saturation_s=5, latency_s=4,
+FULL = Plan(ramp_from=40_000, ramp_to=600_000, ramp_s=2.0, saturation_s=5, latency_s=4,
             warmup_s=1, runs=3, js_events=300_000)  # fmt: skip
 KEEPS_UP = 0.97
 # A router keeps up with a load when it delivers nearly all of it *without a growing queue*:
