@@ -1014,13 +1014,11 @@ impl Pipeline {
             };
             s.map_or(Found::Missing, |s| Found::Scalar(Scalar::Str(s)))
         };
+        // `ce.*` has two segments, so it is never bound to a field (`slots`)
         let lookup = |slots: &[Slot], i: usize, p: &[String]| -> Found<'_> {
-            match (slots.get(i), p) {
-                (Some(Slot::Field(ix)), _) => {
-                    entity.get(*ix).map_or(Found::Missing, |(_, v)| v.scalar())
-                }
-                (_, [ce, attr]) if ce == "ce" => ce_value(attr),
-                _ => field(p),
+            match p {
+                [ce, attr] if ce == "ce" => ce_value(attr),
+                _ => at(slots, i, p),
             }
         };
 
