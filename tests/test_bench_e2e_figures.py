@@ -17,6 +17,7 @@ from millstream.bench.e2e import (
     FULL,
     JS_MARKER,
     MARKER,
+    ON_PATH,
     QUICK,
     SINK_RETRIES,
     BenchError,
@@ -417,9 +418,7 @@ def test_the_e2e_events_read_from_their_file_render_as_json() -> None:
 
 
 def _cpu(router: float, nats: float, harness: float, cores: tuple[float, ...]) -> dict[str, float]:
-    us = dict(
-        zip(("router", "nats_server", "generator_and_sink"), (router, nats, harness), strict=True)
-    )
+    us = dict(zip(ON_PATH, (router, nats, harness), strict=True))
     return {
         **{f"{who}_us_per_delivered": v for who, v in us.items()},
         **{f"{who}_cores": c for who, c in zip(us, cores, strict=True)},

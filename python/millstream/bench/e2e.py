@@ -499,9 +499,31 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The processes on a benchmark's path, as its CPU figures name them.
+ON_PATH = ("router", "nats_server", "generator_and_sink")
+
+
+def path_procs(router_pid: int, server_pid: int | None) -> list[tuple[str, int | None]]:
+    """`ON_PATH` with their pids: the generator and the sink run in this process."""
+    return list(zip(ON_PATH, (router_pid, server_pid, os.getpid()), strict=True))
+
+
 def cpu_readings(procs: list[tuple[str, int | None]]) -> dict[str, float | None]:
     """`cpu_seconds` of each named process (None for a missing pid or an unreadable one)."""
     return {who: cpu_seconds(pid) if pid else None for who, pid in procs}
+
+
+def cpu_spent(
+    before: dict[str, float | None], procs: list[tuple[str, int | None]]
+) -> dict[str, float]:
+    """CPU seconds each process spent since `before` (`cpu_readings` of the same `procs`); a
+    process without both readings is left out."""
+    spent: dict[str, float] = {}
+    for who, pid in procs:
+        start, end = before[who], cpu_seconds(pid) if pid else None
+        if start is not None and end is not None:
+            spent[who] = end - start
+    return spent
 
 
 def cpu_per_event(
@@ -510,12 +532,9 @@ def cpu_per_event(
     """CPU µs each process spent per event since `before` (`cpu_readings` of the same
     `procs`), as `{"<who>_us_per_event": µs}`; a process without both readings, or no events,
     is left out."""
-    cpu: dict[str, float] = {}
-    for who, pid in procs:
-        start, end = before[who], cpu_seconds(pid) if pid else None
-        if start is not None and end is not None and events:
-            cpu[f"{who}_us_per_event"] = (end - start) / events * 1e6
-    return cpu
+    if not events:
+        return {}
+    return {f"{who}_us_per_event": s / events * 1e6 for who, s in cpu_spent(before, procs).items()}
 
 
 def saturation_cpu(
@@ -532,19 +551,15 @@ def saturation_cpu(
     event: these figures say which process the cores went to."""
     cpu: dict[str, float] = {}
     elapsed, delivered = float(r["elapsed_s"]), int(r["distinct"])
-    for who, pid in procs:
-        start, end = before[who], cpu_seconds(pid) if pid else None
-        if start is None or end is None or elapsed <= 0 or delivered <= 0:
-            continue
-        cpu[f"{who}_cores"] = (end - start) / elapsed
-        cpu[f"{who}_us_per_delivered"] = (end - start) / delivered * 1e6
+    if elapsed > 0 and delivered > 0:
+        for who, s in cpu_spent(before, procs).items():
+            cpu[f"{who}_cores"] = s / elapsed
+            cpu[f"{who}_us_per_delivered"] = s / delivered * 1e6
     after = machine_times()
-    if times_before and after and len(times_before) >= 8 and len(after) >= 8:
-        total = sum(after[:8]) - sum(times_before[:8])
-        if total > 0:
-            # idle and iowait
-            cpu["idle_share"] = (after[3] + after[4] - times_before[3] - times_before[4]) / total
-            cpu["steal_share"] = (after[7] - times_before[7]) / total
+    for name, kinds in (("idle_share", IDLE), ("steal_share", STEAL)):
+        share = machine_share(times_before, after, kinds)
+        if share is not None:
+            cpu[name] = share
     return cpu
 
 
@@ -557,14 +572,28 @@ def machine_times() -> list[int] | None:
     return [int(x) for x in first[1:]] if first and first[0] == "cpu" else None
 
 
+# `/proc/stat` fields (from 0): idle and iowait; steal.
+IDLE = (3, 4)
+STEAL = (7,)
+
+
+def machine_share(
+    before: list[int] | None, after: list[int] | None, kinds: tuple[int, ...]
+) -> float | None:
+    """Of the machine's CPU time between two `machine_times` readings, the share spent in
+    `kinds` (fields of `/proc/stat`'s first eight), or None without two full readings or
+    time between them."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    total = sum(after[:8]) - sum(before[:8])
+    return sum(after[k] - before[k] for k in kinds) / total if total > 0 else None
+
+
 def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
     """Of the machine's CPU time between two readings, the share the hypervisor gave to
     other guests ("steal", the 8th field): on a shared VM it is time this run was promised
     and did not get, so a phase with a large share measured a slower machine."""
-    if not before or not after or len(before) < 8 or len(after) < 8:
-        return None
-    total = sum(after[:8]) - sum(before[:8])
-    return (after[7] - before[7]) / total if total > 0 else None
+    return machine_share(before, after, STEAL)
 
 
 def latency_point(offered: float, r: dict[str, Any]) -> dict[str, Any]:
@@ -649,12 +678,14 @@ def find_saturation(
     run = run_at(rate, 0)
     while True:
         out = float(run["output_per_s"])
-        if out < KEEPS_UP * rate:
+        kept_up = out >= KEEPS_UP * rate
+        if not kept_up:
             if best is not None and out <= float(best[1]["output_per_s"]) * (1 + PLATEAU_GAIN):
                 break  # the output stopped rising
             best = (rate, run)
         if rate >= plan.ramp_to:
-            best = best if best is not None and best[0] == rate else (rate, run)
+            if kept_up:
+                best = (rate, run)  # it took the top of the ramp whole: a lower bound
             break
         if not deadline.fits(plan.runs * run_cost_s):
             if best is None:
@@ -670,6 +701,7 @@ def find_saturation(
             break
         rate = min(rate * 1.25, plan.ramp_to)
         run = run_at(rate, 0)
+    assert best is not None, "every way out of the search sets it"
     rate, first = best
     runs = [first]
     while len(runs) < plan.runs:
@@ -763,12 +795,7 @@ def bench_router(
         # the saturation search leaves time for the 25k/s latency
         sat_until = until_stop.less(lat_s)
 
-        # the generator and the sink run in this process
-        on_path: list[tuple[str, int | None]] = [
-            ("router", router.proc.pid),
-            ("nats_server", server_pid),
-            ("generator_and_sink", os.getpid()),
-        ]
+        on_path = path_procs(router.proc.pid, server_pid)
 
         def saturation_run(rate: float, i: int) -> dict[str, Any]:
             load = Load(url, sink, rate, plan.saturation_s, plan.warmup_s)
@@ -879,9 +906,8 @@ def bench_jetstream(
         sink_subject, sink_stream = "mfg.inventory.>", "MFG_OUT"
     router = start_router(router_name, url, config, work)
     # CPU per event of each process on the path: on two shared cores, what one of them spends
-    # the others cannot. The generator and sink run in this process.
-    procs = [("router", router.proc.pid), ("nats_server", server_pid),
-             ("generator_and_sink", os.getpid())]  # fmt: skip
+    # the others cannot.
+    procs = path_procs(router.proc.pid, server_pid)
     cpu_before = cpu_readings(procs)
     times = machine_times()
     try:
@@ -1106,9 +1132,6 @@ def steal_note(share: float | None) -> str:
     if share is None or share < STEAL_NOTE:
         return ""
     return f"  (hypervisor steal {share:.0%} of CPU time)"
-
-
-ON_PATH = ("router", "nats_server", "generator_and_sink")
 
 
 def cheap_router_lines(bound: dict[str, Any] | None) -> list[str]:
