@@ -645,10 +645,11 @@ def climb_ramp(
 
 
 # Past its capacity a router's output can still rise with the load: a longer queue means
-# larger batches, each event cheaper (millstream delivered 224-258k/s when offered 260-320k/s
-# on a quiet VM, where this search used to stop at 150-213k). The saturation load is where the
-# output stops rising: a run one step up must beat the best output so far by this much for the
-# search to go on.
+# larger batches, each event cheaper (the router's and nats-server's CPU per event fall as the
+# rate rises, `latency[].cpu`). Stopping at the first load a router did not keep up with
+# measured millstream just past its capacity and the passthrough far past its own. The
+# saturation load is where the output stops rising: a run one step up must beat the best
+# output so far by this much for the search to go on.
 PLATEAU_GAIN = 0.05
 
 
