@@ -198,6 +198,7 @@ impl Mapper {
     /// The keys are the mapping's field names, in `fields` order, so their JSON text was
     /// written once at compile time; per event only the values are: the generic serializer
     /// spent about a tenth of the pipeline's instructions on telemetry (scripts/event-cost).
+    #[inline(never)] // a frame of its own for `scripts/profile-e2e` (see `decode::decode`)
     pub fn write_entity(&self, out: &mut Vec<u8>, entity: &Obj<'_>) -> Result<(), String> {
         if entity.len() != self.keys.len() {
             return Err(format!(
@@ -220,6 +221,7 @@ impl Mapper {
 
     /// Build the canonical entity from a decoded payload. Field names borrow from the
     /// mapping and unescaped strings from the payload, so an entity costs little to build.
+    #[inline(never)] // a frame of its own for `scripts/profile-e2e` (see `decode::decode`)
     pub fn apply<'e>(&'e self, src: &Obj<'e>) -> Result<Obj<'e>, Rejection> {
         let mut out = Vec::with_capacity(self.fields.len());
         for f in &self.fields {

@@ -659,11 +659,13 @@ impl Pipeline {
         self.threads
     }
 
+    #[inline(never)] // a frame of its own for `scripts/profile-e2e` (see `decode::decode`)
     fn prepare_guarded(&self, plan: &SubjectPlan, subject: &str, payload: &[u8]) -> Prepared {
         catch_unwind(AssertUnwindSafe(|| self.prepare(plan, subject, payload)))
             .unwrap_or_else(|panic| Prepared::Done(internal_error(panic)))
     }
 
+    #[inline(never)] // a frame of its own for `scripts/profile-e2e` (see `decode::decode`)
     fn commit_guarded(&mut self, prepared: Prepared, now_ms: u64) -> Outcome {
         let out = catch_unwind(AssertUnwindSafe(|| self.commit(prepared, now_ms)))
             .unwrap_or_else(internal_error);

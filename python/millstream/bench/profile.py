@@ -1,0 +1,269 @@
+"""Where the router's and nats-server's CPU goes at saturation, stage by stage.
+
+    scripts/profile-e2e [millstream|passthrough] [--rate N] [--warmup-s S] [--seconds S]
+
+The e2e benchmark's path (generator -> nats-server -> router -> nats-server -> sink, on a
+fresh embedded nats-server) at one load, about the router's saturation. After the warm-up (long
+enough for the telemetry route's dedup table to fill, so the profile sees its steady state),
+`perf record` samples the router's and nats-server's call stacks, and each sample is counted
+to the innermost pipeline stage on its stack (`ROUTER_STAGES`, `SERVER_STAGES`). Each stage's
+share of the samples times the process's CPU per delivered event over the same window
+(`/proc`, and the sink's count) gives what the stage costs per delivered event.
+
+`scripts/profile-e2e` builds the extension with frame pointers (perf follows them; the
+release build has none) and runs this module against that build. Needs Linux `perf`.
+
+Frame pointers have one blind spot: a sample in a leaf function that sets up no frame (libc's
+`memcpy`, say) skips its caller and counts to the caller's caller's stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from millstream.bench import e2e
+from millstream.bench.core import find_config
+from millstream.transport import EmbeddedNats
+
+Stages = list[tuple[str, tuple[str, ...]]]
+
+# A frame belongs to a stage when its name starts with one of the stage's prefixes (after a
+# leading `<`, `<&` or `<&mut `, so a trait method counts with its type). Stages are checked
+# from the sample's innermost frame outwards; the first frame that names one decides.
+ROUTER_STAGES: Stages = [
+    ("ingest: NATS protocol in", ("millstream_core::plane::ingest", "millstream_natswire::")),
+    ("decode (sonic-rs, our checks)", ("millstream_core::decode::", "sonic_rs::")),
+    ("validate (JSON Schema)", ("millstream_core::validate::", "jsonschema::")),
+    ("map (fields, units, timestamps)", ("millstream_core::map::Mapper::apply",)),
+    ("serialise the canonical entity", ("millstream_core::map::Mapper::write_entity",)),
+    ("keys and subjects (templates)", ("millstream_core::template::",)),
+    (
+        "dedup and stale guard",
+        (
+            "millstream_core::pipeline::Pipeline::commit",
+            "millstream_core::dedup::",
+            "millstream_core::stale::",
+        ),
+    ),
+    (
+        "rest of the pipeline (routing, outcomes)",
+        ("millstream_core::pipeline::", "millstream_core::route::"),
+    ),
+    (
+        "publish: CloudEvents headers, NATS protocol out",
+        (
+            "millstream_core::plane::egress::",
+            "millstream_core::plane::wire::",
+            "millstream_core::plane::publish::",
+        ),
+    ),
+    ("lanes (batching between ingest and egress)", ("millstream_core::plane::lanes::",)),
+    ("dedup/stale state snapshots", ("millstream_core::plane::state::",)),
+]
+SERVER = "github.com/nats-io/nats-server/v2/server."
+SERVER_STAGES: Stages = [
+    (
+        "message-trace header scan (every message with headers)",
+        (SERVER + "genHeaderMapIfTraceHeadersPresent", SERVER + "(*client).initMsgTrace"),
+    ),
+    (
+        "JetStream",
+        tuple(
+            SERVER + t
+            for t in (
+                "(*stream)",
+                "(*fileStore)",
+                "(*msgBlock)",
+                "(*consumer)",
+                "(*memStore)",
+                "(*jetStream)",
+                "(*raft)",
+            )
+        ),
+    ),
+    (
+        "deliver: queue for subscribers",
+        (SERVER + "(*client).deliverMsg", SERVER + "(*client).processMsgResults"),
+    ),
+    ("read, parse, match subjects", (SERVER + "(*client).",)),
+]
+# Only when no stage is on the stack: the Go runtime's own work (GC, scheduler).
+SERVER_FALLBACK: Stages = [("Go runtime (GC, scheduler)", ("runtime.",))]
+OTHER = "other (async runtime, allocator, kernel, outside the stages)"
+
+
+def _bare(frame: str) -> str:
+    for lead in ("<&mut ", "<&", "<"):
+        if frame.startswith(lead):
+            return frame[len(lead) :]
+    return frame
+
+
+def stage_of(stack: list[str], stages: Stages, fallback: Stages | None = None) -> str:
+    """The stage a sample counts to: its innermost frame (`stack[0]`) that names a stage,
+    else one that names a `fallback` stage, else `OTHER`."""
+    for table in (stages, fallback or []):
+        for frame in stack:
+            name = _bare(frame)
+            for stage, prefixes in table:
+                if name.startswith(prefixes):
+                    return stage
+    return OTHER
+
+
+def samples(script: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """`(period, frames innermost first)` per sample of `perf script -F period,ip,sym` text: a
+    sample is its period on a line of its own, then a tab-indented `<address> <symbol>` line
+    per frame, then a blank line."""
+    period, stack = 0, []
+    for line in script:
+        if line.startswith("\t"):
+            parts = line.split(maxsplit=1)
+            stack.append(parts[1].rstrip() if len(parts) > 1 else "[unknown]")
+        elif line.strip():
+            period = int(line.split()[0])
+        elif stack:
+            yield period, stack
+            period, stack = 0, []
+    if stack:
+        yield period, stack
+
+
+def shares(
+    script: Iterable[str], stages: Stages, fallback: Stages | None = None
+) -> dict[str, float]:
+    """Each stage's share of the sampled CPU (weighted by the samples' periods), in the order
+    of `stages`, `fallback`, then `OTHER`; stages with no samples are left out."""
+    counts: Counter[str] = Counter()
+    for period, stack in samples(script):
+        counts[stage_of(stack, stages, fallback)] += period
+    total = sum(counts.values())
+    order = [s for s, _ in [*stages, *(fallback or [])]] + [OTHER]
+    return {s: counts[s] / total for s in order if counts[s]} if total else {}
+
+
+def perf_script(data: Path) -> list[str]:
+    out = subprocess.run(
+        ["perf", "script", "-i", str(data), "-F", "period,ip,sym"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return out.splitlines()
+
+
+def profile(router: str, rate: float, warmup_s: float, seconds: float) -> dict[str, Any]:
+    """Run the load, sample both processes for `seconds` after `warmup_s`, and return the
+    window's rates, each process's cores and CPU per delivered event, and the stages'."""
+    work = Path(tempfile.mkdtemp(prefix="millstream-profile-"))
+    with EmbeddedNats(work / "nats") as server:
+        r = e2e.start_router(router, server.url, find_config(), work)
+        try:
+            procs = [("router", r.proc.pid), ("nats_server", server.pid)]
+            sink = "passthrough.>" if router == "passthrough" else "mfg.telemetry.>"
+            window: dict[str, Any] = {}
+            recorders: list[subprocess.Popen[bytes]] = []
+
+            def progress(p: dict[str, Any]) -> None:
+                # the window opens at the first report past the warm-up, and closes with the
+                # first report after the recorders' `seconds` are over
+                if "start" not in window and p["elapsed_s"] >= warmup_s:
+                    window["start"] = (time.monotonic(), p["received"], e2e.cpu_readings(procs),
+                                       e2e.machine_times())  # fmt: skip
+                    for who, pid in procs:
+                        recorders.append(subprocess.Popen(
+                            ["perf", "record", "-F", "499", "-g", "-q", "-o",
+                             str(work / f"{who}.data"), "-p", str(pid), "--",
+                             "sleep", str(seconds)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        ))  # fmt: skip
+                elif (
+                    "start" in window
+                    and "end" not in window
+                    and time.monotonic() - window["start"][0] >= seconds
+                ):
+                    window["end"] = (time.monotonic(), p["received"],
+                                     e2e.cpu_readings(procs), e2e.machine_times())  # fmt: skip
+
+            load = e2e.Load(server.url, sink, rate, warmup_s + seconds + 1.5, warmup_s)
+            report = load.run(progress)
+            for rec in recorders:
+                rec.wait(60)
+        finally:
+            r.stop()
+        if "end" not in window:
+            raise e2e.BenchError("the load ended before the profile's window closed")
+        t0, n0, cpu0, m0 = window["start"]
+        t1, n1, cpu1, m1 = window["end"]
+        delivered = n1 - n0
+        result: dict[str, Any] = {
+            "router": router,
+            "offered_per_s": report["offered_per_s"],
+            "delivered_per_s": delivered / (t1 - t0),
+            "idle_share": e2e.machine_share(m0, m1, e2e.IDLE),
+            "steal_share": e2e.machine_share(m0, m1, e2e.STEAL),
+            "processes": {},
+        }
+        for who, pid in procs:
+            spent = cpu1[who] - cpu0[who]
+            stages = (
+                shares(perf_script(work / f"{who}.data"), ROUTER_STAGES)
+                if who == "router"
+                else shares(perf_script(work / f"{who}.data"), SERVER_STAGES, SERVER_FALLBACK)
+            )
+            per_event = spent / delivered * 1e6 if delivered else 0.0
+            result["processes"][who] = {
+                "pid": pid,
+                "cores": spent / (t1 - t0),
+                "us_per_delivered": per_event,
+                "stages": {
+                    s: {"share": f, "us_per_delivered": f * per_event} for s, f in stages.items()
+                },
+            }
+        return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['router']} at {result['offered_per_s']:,.0f} events/s offered: "
+        f"{result['delivered_per_s']:,.0f} delivered/s in the profiled window; machine idle "
+        f"{result['idle_share']:.0%}, steal {result['steal_share']:.0%}"
+    ]
+    for who, p in result["processes"].items():
+        lines.append(
+            f"\n{who}: {p['cores']:.2f} cores, {p['us_per_delivered']:.2f} µs CPU per delivered "
+            "event"
+        )
+        for stage, s in p["stages"].items():
+            lines.append(f"  {stage:<56} {s['us_per_delivered']:6.2f} µs  {s['share']:6.1%}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="profile-e2e", description=__doc__.split("\n\n")[0])
+    p.add_argument("router", nargs="?", default="millstream", choices=e2e.ROUTERS[:2])
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events/s offered: about the router's saturation throughput as `bench e2e` "
+        "measures it (default: 260,000 for millstream, 480,000 for passthrough, this 2-vCPU "
+        "machine's figures); far past it, the profile also counts work on events the router "
+        "then drops",
+    )
+    p.add_argument("--warmup-s", type=float, default=12.0)
+    p.add_argument("--seconds", type=float, default=8.0)
+    args = p.parse_args(argv)
+    rate = args.rate or (260_000.0 if args.router == "millstream" else 480_000.0)
+    print(summary(profile(args.router, rate, args.warmup_s, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
