@@ -24,6 +24,8 @@ from millstream.bench.e2e import (
     Budget,
     Deadline,
     Load,
+    Reading,
+    SteadyWindow,
     climb_ramp,
     cpu_line,
     cpu_per_event,
@@ -453,3 +455,38 @@ def test_the_saturation_figure_carries_the_cpu_of_its_median_run() -> None:
     figures = saturation(4e5, runs)
     assert figures["events_per_s"] == 2e5
     assert figures["cpu_at_saturation"] == {"router_cores": 2.0}
+
+
+def test_the_saturation_cpu_is_read_while_the_load_lasts_not_over_its_set_up_and_settle() -> None:
+    # A 5 s run with a 1 s warm-up, reports every 0.5 s until the sink has settled at 7 s.
+    # Under the load the router keeps 1 core busy and the machine (2 cores) is never idle;
+    # before the first send and during the settle nothing runs. The sink receives 100k/s.
+    def machine_at(t: float) -> list[int]:
+        busy = min(max(t, 0.0), 5.0)
+        # /proc/stat ticks at 100 Hz: user, nice, system, idle, iowait, irq, softirq, steal
+        return [round(busy * 200), 0, 0, round((t - busy) * 200), 0, 0, 0, 0]
+
+    def read(t: float, received: int) -> Reading:
+        busy = min(t, 5.0)
+        return Reading(t, received, {"router": busy, "nats_server": None}, machine_at(t))
+
+    opened: list[float] = []
+    w = SteadyWindow([("router", 1), ("nats_server", 2)], 1.0, 4.0, lambda: opened.append(1), read)
+    for i in range(15):
+        t = 0.5 * i
+        w.progress({"elapsed_s": t, "sent": 0, "received": int(min(t, 5.0) * 100_000)})
+    fig = w.figures()
+    assert opened == [1]
+    assert fig["window_s"] == pytest.approx(4.0)
+    assert fig["received_per_s"] == pytest.approx(100_000)
+    assert fig["router_cores"] == pytest.approx(1.0)
+    assert fig["router_us_per_delivered"] == pytest.approx(10.0)
+    # the settle's idle seconds are outside the window
+    assert fig["idle_share"] == pytest.approx(0.0)
+    assert fig["steal_share"] == pytest.approx(0.0)
+    # a process without readings is left out rather than guessed
+    assert not any(k.startswith("nats_server") for k in fig)
+    # a run measured again starts a new window; one that ended before it closed has none
+    w.reset()
+    w.progress({"elapsed_s": 1.0, "sent": 0, "received": 0})
+    assert w.figures() == {}

@@ -223,8 +223,14 @@ class Load:
         return report
 
 
-def _progress(label: str) -> Callable[[dict[str, Any]], None]:
+def _progress(
+    label: str, also: Callable[[dict[str, Any]], None] | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """Shows each progress report of a run under `label`, and hands it to `also`."""
+
     def show(p: dict[str, Any]) -> None:
+        if also is not None:
+            also(p)
         print(
             f"\r  {label}: {p['elapsed_s']:5.1f}s sent {p['sent']:>10,} received "
             f"{p['received']:>10,}",
@@ -305,18 +311,23 @@ def measure(
     retry: bool = True,
     procs: list[tuple[str, int | None]] | None = None,
     deadline: Deadline | None = None,
+    steady: SteadyWindow | None = None,
 ) -> dict[str, Any]:
     """Run `load` and show it; a run whose sink lost its connection is noted in `sink_closed`
     and, with `retry`, run again if that fits in `deadline` (otherwise the cut is noted there).
     With `procs`, the report's `cpu` is `cpu_per_event` of those processes over the run it
-    returns."""
+    returns; with `steady`, it is that window's `figures()` for the run it returns."""
     attempts = 1 + (SINK_RETRIES if retry else 0)
     for attempt in range(1, attempts + 1):
         before = cpu_readings(procs) if procs else None
-        r = load.run(_progress(label))
+        if steady is not None:
+            steady.reset()
+        r = load.run(_progress(label, steady.progress if steady is not None else None))
         _done(label, r)
         if procs and before is not None:
             r["cpu"] = cpu_per_event(before, procs, r["sent"])
+        if steady is not None:
+            r["cpu"] = steady.figures()
         if not r["sink_closed"]:
             return r
         sink_closed.append(f"{label}: the sink's connection ended {r['sink_closed']}")
@@ -537,30 +548,80 @@ def cpu_per_event(
     return {f"{who}_us_per_event": s / events * 1e6 for who, s in cpu_spent(before, procs).items()}
 
 
-def saturation_cpu(
-    before: dict[str, float | None],
-    times_before: list[int] | None,
-    procs: list[tuple[str, int | None]],
-    r: dict[str, Any],
-) -> dict[str, float]:
-    """Where the machine's CPU went during a saturation run `r`: per process (`procs`, read
-    into `before` when the run started), the cores it kept busy (`<who>_cores`) and its CPU
-    µs per event delivered (`<who>_us_per_delivered`); and the machine's idle and steal
-    shares. Past a router's capacity the processes on the path share out the machine's
-    cores, so throughput is the cores in use divided by what the path costs per delivered
-    event: these figures say which process the cores went to."""
-    cpu: dict[str, float] = {}
-    elapsed, delivered = float(r["elapsed_s"]), int(r["distinct"])
-    if elapsed > 0 and delivered > 0:
-        for who, s in cpu_spent(before, procs).items():
-            cpu[f"{who}_cores"] = s / elapsed
-            cpu[f"{who}_us_per_delivered"] = s / delivered * 1e6
-    after = machine_times()
-    for name, kinds in (("idle_share", IDLE), ("steal_share", STEAL)):
-        share = machine_share(times_before, after, kinds)
-        if share is not None:
-            cpu[name] = share
-    return cpu
+@dataclass
+class Reading:
+    """One `SteadyWindow` reading: when (the run's clock, s), the sink's count so far, each
+    process's CPU seconds so far (`cpu_readings`) and the machine's (`machine_times`)."""
+
+    elapsed_s: float
+    received: int
+    cpu: dict[str, float | None]
+    machine: list[int] | None
+
+
+class SteadyWindow:
+    """CPU figures over the steady part of one generator run: from the first progress report
+    at or past `opens_s` (the end of the warm-up) to the last one at most `seconds` later (the
+    load's end). Measured over the whole run instead, they would also count the connection set
+    up and the sink's settle time, a second or more in which the path sits idle: on a 5 s
+    saturation run that showed a fifth of the machine idle that was not idle under the load.
+
+    Feed it every progress report (`progress`); `on_open` is called as the window opens (the
+    profile starts `perf` there). `read` takes a reading (by default of `procs` and the
+    machine, from `/proc`); `figures()` then gives, for the window: each process's cores
+    (`<who>_cores`) and CPU µs per event the sink received in it (`<who>_us_per_delivered`),
+    the machine's idle and steal shares, and the sink's rate (`received_per_s`)."""
+
+    def __init__(
+        self,
+        procs: list[tuple[str, int | None]],
+        opens_s: float,
+        seconds: float,
+        on_open: Callable[[], None] | None = None,
+        read: Callable[[float, int], Reading] | None = None,
+    ) -> None:
+        self.procs, self.opens_s, self.seconds, self.on_open = procs, opens_s, seconds, on_open
+        self.read = read or self._read
+        self.start: Reading | None = None
+        self.end: Reading | None = None
+
+    def reset(self) -> None:
+        """Forget the readings, for the run measured again."""
+        self.start = self.end = None
+
+    def _read(self, elapsed_s: float, received: int) -> Reading:
+        return Reading(elapsed_s, received, cpu_readings(self.procs), machine_times())
+
+    def progress(self, p: dict[str, Any]) -> None:
+        t = float(p["elapsed_s"])
+        if self.start is None:
+            if t >= self.opens_s:
+                self.start = self.read(t, int(p["received"]))
+                if self.on_open is not None:
+                    self.on_open()
+        elif t <= self.start.elapsed_s + self.seconds:
+            self.end = self.read(t, int(p["received"]))
+
+    def figures(self) -> dict[str, float]:
+        """The window's figures (see the class); empty when it never closed (a run cut off
+        before two reports)."""
+        a, b = self.start, self.end
+        if a is None or b is None or b.elapsed_s <= a.elapsed_s:
+            return {}
+        span, received = b.elapsed_s - a.elapsed_s, b.received - a.received
+        out: dict[str, float] = {"window_s": span, "received_per_s": received / span}
+        for who, _ in self.procs:
+            start, end = a.cpu.get(who), b.cpu.get(who)
+            if start is None or end is None:
+                continue
+            out[f"{who}_cores"] = (end - start) / span
+            if received > 0:
+                out[f"{who}_us_per_delivered"] = (end - start) / received * 1e6
+        for name, kinds in (("idle_share", IDLE), ("steal_share", STEAL)):
+            share = machine_share(a.machine, b.machine, kinds)
+            if share is not None:
+                out[name] = share
+        return out
 
 
 def machine_times() -> list[int] | None:
@@ -801,10 +862,9 @@ def bench_router(
         def saturation_run(rate: float, i: int) -> dict[str, Any]:
             load = Load(url, sink, rate, plan.saturation_s, plan.warmup_s)
             label = f"{name} saturation {i + 1}/{plan.runs} at {rate:,.0f}/s"
-            before, times_before = cpu_readings(on_path), machine_times()
-            r = measure(load, label, sink_closed, deadline=sat_until)
-            r["cpu"] = saturation_cpu(before, times_before, on_path, r)
-            return r
+            # where the machine's CPU went while the load lasted, after its warm-up
+            steady = SteadyWindow(on_path, plan.warmup_s, plan.saturation_s - plan.warmup_s)
+            return measure(load, label, sink_closed, deadline=sat_until, steady=steady)
 
         rate, runs = find_saturation(saturation_run, rate, plan, sat_until, sat_s)
         figures = saturation(rate, runs)
@@ -1155,7 +1215,7 @@ def cheap_router_lines(bound: dict[str, Any] | None) -> list[str]:
 def ratio_if_router_as_cheap(ms: dict[str, Any], pt: dict[str, Any]) -> dict[str, Any] | None:
     """What millstream / passthrough could reach on this machine if millstream's router spent
     no more per delivered event than the relay does, from the same run's saturation CPU
-    figures (`saturation_cpu`).
+    figures (`SteadyWindow`).
 
     At saturation the processes on the path (router, nats-server, the generator and sink)
     share out the cores they keep busy, so each router's throughput is those cores divided by

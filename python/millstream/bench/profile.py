@@ -23,7 +23,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -167,60 +166,47 @@ def profile(router: str, rate: float, warmup_s: float, seconds: float) -> dict[s
         try:
             procs = [("router", r.proc.pid), ("nats_server", server.pid)]
             sink = "passthrough.>" if router == "passthrough" else "mfg.telemetry.>"
-            window: dict[str, Any] = {}
             recorders: list[subprocess.Popen[bytes]] = []
 
-            def progress(p: dict[str, Any]) -> None:
-                # the window opens at the first report past the warm-up, and closes with the
-                # first report after the recorders' `seconds` are over
-                if "start" not in window and p["elapsed_s"] >= warmup_s:
-                    window["start"] = (time.monotonic(), p["received"], e2e.cpu_readings(procs),
-                                       e2e.machine_times())  # fmt: skip
-                    for who, pid in procs:
-                        recorders.append(subprocess.Popen(
-                            ["perf", "record", "-F", "499", "-g", "-q", "-o",
-                             str(work / f"{who}.data"), "-p", str(pid), "--",
-                             "sleep", str(seconds)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        ))  # fmt: skip
-                elif (
-                    "start" in window
-                    and "end" not in window
-                    and time.monotonic() - window["start"][0] >= seconds
-                ):
-                    window["end"] = (time.monotonic(), p["received"],
-                                     e2e.cpu_readings(procs), e2e.machine_times())  # fmt: skip
+            def record() -> None:
+                for who, pid in procs:
+                    recorders.append(subprocess.Popen(
+                        ["perf", "record", "-F", "499", "-g", "-q", "-o",
+                         str(work / f"{who}.data"), "-p", str(pid), "--",
+                         "sleep", str(seconds)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    ))  # fmt: skip
 
+            # the recorders start as the window opens, and it closes with the last report
+            # inside their `seconds`
+            window = e2e.SteadyWindow(procs, warmup_s, seconds, on_open=record)
             load = e2e.Load(server.url, sink, rate, warmup_s + seconds + 1.5, warmup_s)
-            report = load.run(progress)
+            report = load.run(window.progress)
             for rec in recorders:
                 rec.wait(60)
         finally:
             r.stop()
-        if "end" not in window:
+        figures = window.figures()
+        if not figures:
             raise e2e.BenchError("the load ended before the profile's window closed")
-        t0, n0, cpu0, m0 = window["start"]
-        t1, n1, cpu1, m1 = window["end"]
-        delivered = n1 - n0
         result: dict[str, Any] = {
             "router": router,
             "offered_per_s": report["offered_per_s"],
-            "delivered_per_s": delivered / (t1 - t0),
-            "idle_share": e2e.machine_share(m0, m1, e2e.IDLE),
-            "steal_share": e2e.machine_share(m0, m1, e2e.STEAL),
+            "delivered_per_s": figures["received_per_s"],
+            "idle_share": figures.get("idle_share"),
+            "steal_share": figures.get("steal_share"),
             "processes": {},
         }
         for who, pid in procs:
-            spent = cpu1[who] - cpu0[who]
             stages = (
                 shares(perf_script(work / f"{who}.data"), ROUTER_STAGES)
                 if who == "router"
                 else shares(perf_script(work / f"{who}.data"), SERVER_STAGES, SERVER_FALLBACK)
             )
-            per_event = spent / delivered * 1e6 if delivered else 0.0
+            per_event = figures.get(f"{who}_us_per_delivered", 0.0)
             result["processes"][who] = {
                 "pid": pid,
-                "cores": spent / (t1 - t0),
+                "cores": figures.get(f"{who}_cores", 0.0),
                 "us_per_delivered": per_event,
                 "stages": {
                     s: {"share": f, "us_per_delivered": f * per_event} for s, f in stages.items()
