@@ -243,7 +243,7 @@ def test_a_phase_that_ran_long_leaves_the_later_ones_their_essentials_and_no_mor
 
 
 def test_a_ramp_that_would_run_past_its_deadline_stops_where_it_is_and_says_so() -> None:
-    # A router that keeps up with everything: the ramp would climb to the top (14 steps).
+    # A router that keeps up with everything: the ramp would climb to the top (16 steps).
     clock, offered = FakeClock(), []
 
     def step(rate: float, label: str) -> bool:
@@ -251,7 +251,7 @@ def test_a_ramp_that_would_run_past_its_deadline_stops_where_it_is_and_says_so()
         clock.now += 3.55  # a 2.5 s step and the sink's second of quiet
         return True
 
-    assert climb_ramp(step, FULL) == FULL.ramp_to and len(offered) == 14
+    assert climb_ramp(step, FULL) == FULL.ramp_to and len(offered) == 16
     clock.now = 0.0
     offered.clear()
     deadline = Deadline(20.0, clock)

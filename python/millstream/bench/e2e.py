@@ -355,9 +355,9 @@ class Plan:
     js_events: int
 
 
-QUICK = Plan(ramp_from=40_000, ramp_to=500_000, ramp_s=2, saturation_s=3, latency_s=3,
+QUICK = Plan(ramp_from=40_000, ramp_to=1_000_000, ramp_s=2, saturation_s=3, latency_s=3,
              warmup_s=0.5, runs=3, js_events=120_000)  # fmt: skip
-FULL = Plan(ramp_from=40_000, ramp_to=600_000, ramp_s=2.0, saturation_s=5, latency_s=4,
+FULL = Plan(ramp_from=40_000, ramp_to=1_000_000, ramp_s=2.0, saturation_s=5, latency_s=4,
             warmup_s=1, runs=3, js_events=300_000)  # fmt: skip
 KEEPS_UP = 0.97
 # A router keeps up with a load when it delivers nearly all of it *without a growing queue*:
@@ -405,8 +405,8 @@ def phase_costs(plan: Plan) -> dict[str, PhaseCost]:
 
     A router is promised its fixed measurements (first load, `plan.runs` saturation runs,
     the latency points) and a ramp a quarter of the way up: the ramp is the part no plan can
-    know in advance (the default run's reference machine took 14 steps for the passthrough, 8
-    for millstream and 2 for the Python baseline), and a smaller promise to the later routers
+    know in advance (on the 2-vCPU machines of 2026-12-07 the passthrough's took 14-15 steps,
+    millstream's 8-12 and the Python baseline's 2-5), and a smaller promise to the later routers
     leaves more to the earlier ones, which always run first. Its essentials are one ramp step
     and one saturation run, each at a load it may not keep up with. The JetStream run is
     essential as a whole (it is one run); its ceiling is promised its longest wait, so that it
