@@ -239,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="events/s offered: about the router's saturation throughput as `bench e2e` "
-        "measures it (default: 260,000 for millstream, 480,000 for passthrough, this 2-vCPU "
-        "machine's figures); far past it, the profile also counts work on events the router "
-        "then drops",
+        "measures it on this machine (default: 260,000 for millstream, 480,000 for "
+        "passthrough, a 2-vCPU VM's figures; a faster machine needs more to be saturated); "
+        "far past it, the profile also counts work on events the router then drops",
     )
     p.add_argument("--warmup-s", type=float, default=12.0)
     p.add_argument("--seconds", type=float, default=8.0)
