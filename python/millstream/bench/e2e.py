@@ -373,6 +373,12 @@ BUDGET_S = 300.0
 END_MARGIN_S = 3.0
 # Starting a router until it routes (0.6-1.6 s measured) and stopping it (0.2-0.8 s).
 ROUTER_START_S = 1.5
+# A ramp step's quiet time before the sink stops counting: a step only asks whether the router
+# kept up (its median latency is under 50 ms when it does), so half a second of nothing
+# arriving is plenty; a second, as the other runs wait, spent 17 s of the default run on the
+# three ramps once the passthrough's went up to 909k/s (16 steps), and pushed a latency point
+# out of the budget.
+RAMP_SETTLE_S = 0.5
 ROUTER_STOP_S = 1.0
 
 
@@ -418,12 +424,12 @@ def phase_costs(plan: Plan) -> dict[str, PhaseCost]:
         ROUTER_START_S
         + ROUTER_STOP_S
         + first
-        + steps * run_s(plan.ramp_s)
+        + steps * run_s(plan.ramp_s, RAMP_SETTLE_S)
         + plan.runs * run_s(plan.saturation_s)
         + (1 + len(SHARES)) * run_s(plan.latency_s),
         ROUTER_START_S
         + ROUTER_STOP_S
-        + run_s(plan.ramp_s, saturating=True)
+        + run_s(plan.ramp_s, RAMP_SETTLE_S, saturating=True)
         + run_s(plan.saturation_s, saturating=True),
     )
     return {
@@ -817,7 +823,7 @@ def bench_router(
     times = machine_times()
     sink_closed: list[str] = []
     # a saturation run is past the router's capacity by design: its backlog drains after it
-    step_s, lat_s = run_s(plan.ramp_s), run_s(plan.latency_s)
+    step_s, lat_s = run_s(plan.ramp_s, RAMP_SETTLE_S), run_s(plan.latency_s)
     sat_s = run_s(plan.saturation_s, saturating=True)
     until_stop = deadline.less(ROUTER_STOP_S)
     try:
@@ -826,7 +832,7 @@ def bench_router(
         # Not repeated: a second run would not be the first. Measured only if it leaves time
         # for the essentials and the latency at 25k/s.
         first_load = None
-        essentials = run_s(plan.ramp_s, saturating=True) + sat_s
+        essentials = run_s(plan.ramp_s, RAMP_SETTLE_S, saturating=True) + sat_s
         if until_stop.fits(lat_s + essentials + lat_s):
             label = f"{name} first {FIXED_LOAD:,.0f}/s after start"
             r = measure(Load(url, sink, FIXED_LOAD, plan.latency_s, 0.0), label, sink_closed,
@@ -839,7 +845,7 @@ def bench_router(
         ramp_until = until_stop.less(plan.runs * sat_s + lat_s)
 
         def step(rate: float, label: str) -> bool:
-            load = Load(url, sink, rate, plan.ramp_s, plan.warmup_s)
+            load = Load(url, sink, rate, plan.ramp_s, plan.warmup_s, settle_s=RAMP_SETTLE_S)
             r = measure(load, f"{name} {label}", sink_closed, deadline=ramp_until)
             ramp.append(
                 {
