@@ -373,13 +373,13 @@ BUDGET_S = 300.0
 END_MARGIN_S = 3.0
 # Starting a router until it routes (0.6-1.6 s measured) and stopping it (0.2-0.8 s).
 ROUTER_START_S = 1.5
+ROUTER_STOP_S = 1.0
 # A ramp step's quiet time before the sink stops counting: a step only asks whether the router
 # kept up (its median latency is under 50 ms when it does), so half a second of nothing
-# arriving is plenty; a second, as the other runs wait, spent 17 s of the default run on the
-# three ramps once the passthrough's went up to 909k/s (16 steps), and pushed a latency point
-# out of the budget.
+# arriving is plenty. A second, as the other runs wait, cost half a second more on each of the
+# default run's 34 ramp steps (16 of them the passthrough's, once its ramp went up to 1M/s)
+# and pushed a latency point out of the budget.
 RAMP_SETTLE_S = 0.5
-ROUTER_STOP_S = 1.0
 
 
 def ramp_rates(plan: Plan) -> list[float]:
