@@ -171,8 +171,12 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
             }
             let mut waiting = Vec::new();
             match batch {
+                // outcomes are borrowed, never moved: see `egress::dispatch_now`
                 (msgs, Some(outcomes)) => {
-                    for (msg, out) in msgs.into_iter().zip(outcomes) {
+                    for (mut msg, out) in msgs.into_iter().zip(&outcomes) {
+                        if egress::dispatch_now(&egress_shared, &mut headers, &mut msg, out) {
+                            continue;
+                        }
                         if let Some(w) =
                             egress::dispatch(&egress_shared, &mut headers, msg, out).await
                         {
@@ -181,8 +185,11 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
                     }
                 }
                 (msgs, None) => {
-                    for msg in msgs {
-                        egress::relay(&egress_shared, msg).await;
+                    for mut msg in msgs {
+                        match &egress_shared.wire {
+                            Some(w) => egress::relay_now(&egress_shared, w, &mut msg),
+                            None => egress::relay(&egress_shared, msg).await,
+                        }
                     }
                 }
             }
