@@ -171,6 +171,30 @@ def test_the_saturation_search_climbs_while_the_output_still_rises() -> None:
     assert rate == 195_312.5 and [r["output_per_s"] for r in runs] == [150_000.0] * 3
 
 
+def test_a_saturation_figure_is_never_below_a_load_the_ramp_saw_kept_up_with() -> None:
+    # The machine keeps up with 582k/s, but flooded at 728k/s and more its output collapses
+    # to 386k/s: the runs go back to 582k/s, where it delivers what it is offered (a lower
+    # bound, as the figures say), not 386k/s.
+    calls: list[float] = []
+
+    def run_at(rate: float, i: int) -> dict[str, Any]:
+        calls.append(rate)
+        return {"output_per_s": rate if rate <= 600_000 else 386_000.0}
+
+    kept = 582_076.0
+    rate, runs = find_saturation(run_at, kept * 1.25, FULL, kept_up_with=kept)
+    assert [round(r) for r in calls] == [727_595, 909_494, *[round(kept)] * 3]
+    assert rate == kept and [r["output_per_s"] for r in runs] == [kept] * 3
+    assert not saturation(rate, runs)["saturated"]
+
+    # just past capacity, an output within KEEPS_UP of the load kept up with is the figure
+    calls.clear()
+    rate, runs = find_saturation(
+        lambda r, i: {"output_per_s": min(r, 294_000.0)}, 372_529.0, FULL, kept_up_with=298_023.0
+    )
+    assert rate == 372_529.0 and saturation(rate, runs)["saturated"]
+
+
 def test_the_saturation_search_stops_at_the_top_of_the_ramp() -> None:
     # At the top it cannot offer more: three runs, whether or not it kept up.
     calls: list[float] = []

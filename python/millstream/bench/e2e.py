@@ -17,7 +17,9 @@ with (delivered under 97% of offered, twice in a row: one pause can fail a short
 saturation is the sink's output rate at that load (if the saturation runs keep up with it
 after all, the load goes up a step; and it goes on up while a step's output beats the best
 so far by over 5%: past its capacity a router's output can still rise with its queue; the
-load of the best output is the one repeated; at the top of the ramp the result is
+load of the best output is the one repeated, unless it delivered less than a load the
+ramp saw the router keep up with: flooded, a slow VM's output can collapse, and the runs go
+back to that load; at the top of the ramp, or where the runs keep up, the result is
 marked `"saturated": false`, a lower bound)
 (distinct events received per second while the load lasts; just past the router's capacity,
 not buried under a flood it must also read and shed; "keeping up" also needs
@@ -727,6 +729,7 @@ def find_saturation(
     plan: Plan,
     deadline: Deadline | None = None,
     run_cost_s: float = 0.0,
+    kept_up_with: float | None = None,
 ) -> tuple[float, list[dict[str, Any]]]:
     """The offered rate of the saturation runs, and those runs (`plan.runs` of them), starting
     where the ramp stopped. `run_at(rate, i)` measures run `i` at `rate`.
@@ -741,7 +744,14 @@ def find_saturation(
     Within `deadline` (each run takes `run_cost_s`): the first run always happens; the search
     goes up only if that run and the repeats after it fit, and a repeat that would not be done
     by then is not started. Either way it returns the runs it has and notes the cut; a run that
-    kept up with its load is a lower bound, as at the top of the ramp."""
+    kept up with its load is a lower bound, as at the top of the ramp.
+
+    `kept_up_with` is the highest load the ramp saw the router keep up with. If no load past
+    it delivered as much, within `KEEPS_UP` (the machine's output collapsed once flooded: on
+    a slow VM the generator, nats-server and the router fight for two cores, and a flooded
+    passthrough delivered 386k/s in two runs of three after keeping up with 582k/s), the
+    runs are made at that load instead: a router's throughput is never below a load it took
+    whole. Those runs may keep up with it, and then the figure is a lower bound."""
     deadline = deadline or Deadline.never()
     best: tuple[float, dict[str, Any]] | None = None
     run = run_at(rate, 0)
@@ -773,6 +783,14 @@ def find_saturation(
     assert best is not None, "every way out of the search sets it"
     rate, first = best
     runs = [first]
+    if kept_up_with is not None and float(first["output_per_s"]) < KEEPS_UP * kept_up_with:
+        if deadline.fits(plan.runs * run_cost_s):
+            rate, runs = kept_up_with, [run_at(kept_up_with, 0)]
+        else:
+            deadline.cut(
+                f"saturation: {rate:,.0f}/s delivered less than {kept_up_with:,.0f}/s, which "
+                "the ramp kept up with, and the runs there did not fit"
+            )
     while len(runs) < plan.runs:
         if not deadline.fits(run_cost_s):
             deadline.cut(f"saturation: {len(runs)} of {plan.runs} runs at {rate:,.0f}/s")
@@ -841,6 +859,7 @@ def bench_router(
         else:
             until_stop.cut(f"first {FIXED_LOAD:,.0f}/s after start not measured")
         ramp: list[dict[str, Any]] = []
+        kept_up_at: list[float] = []
         # the ramp leaves time for a whole round of saturation runs and the 25k/s latency
         ramp_until = until_stop.less(plan.runs * sat_s + lat_s)
 
@@ -855,10 +874,13 @@ def bench_router(
                     "p99_ms": r["latency_ms"]["p99"],
                 }
             )
-            return bool(
+            kept_up = bool(
                 r["delivered_per_s"] >= KEEPS_UP * r["offered_per_s"]
                 and r["latency_ms"]["p50"] <= KEEPS_UP_P50_MS
             )
+            if kept_up:
+                kept_up_at.append(rate)
+            return kept_up
 
         rate = climb_ramp(step, plan, ramp_until, step_s)
         # the saturation search leaves time for the 25k/s latency
@@ -873,7 +895,8 @@ def bench_router(
             steady = SteadyWindow(on_path, plan.warmup_s, plan.saturation_s - plan.warmup_s)
             return measure(load, label, sink_closed, deadline=sat_until, steady=steady)
 
-        rate, runs = find_saturation(saturation_run, rate, plan, sat_until, sat_s)
+        rate, runs = find_saturation(saturation_run, rate, plan, sat_until, sat_s,
+                                     kept_up_with=max(kept_up_at, default=None))  # fmt: skip
         figures = saturation(rate, runs)
         sat = figures["events_per_s"]
         latency = []
