@@ -413,6 +413,15 @@ def test_an_uncut_run_says_nothing_about_cuts_and_an_overrun_says_so() -> None:
     assert "OVER BUDGET: 63 s for a 60 s budget" in summary(over)
 
 
+def test_a_ratio_built_on_an_unstable_figure_says_so_beside_its_verdict() -> None:
+    result = _result([])
+    result["results"][0].update(runs=[385_503.0, 386_117.0, 594_169.0], spread=0.54,
+                                unstable=True)  # fmt: skip
+    ratios = [line for line in summary(result).splitlines() if " / " in line]
+    assert "passthrough UNSTABLE: not to be trusted" in ratios[0]
+    assert "UNSTABLE" not in ratios[1], "millstream / python_baseline has no unstable figure"
+
+
 def test_slow_consumers_are_the_server_logs_lines_that_say_so(tmp_path: Path) -> None:
     log = tmp_path / "nats-server.log"
     cut = ('[7] 2026/12/07 00:52:01.123456 [INF] 127.0.0.1:54321 - cid:9 - '

@@ -1337,13 +1337,15 @@ def summary(result: dict[str, Any]) -> str:
     )
 
     def bounds(*names: str) -> str:
-        # a ratio with a lower bound in it (top of the ramp, or the budget) is a bound too
-        loose = [
-            r["name"]
-            for r in result["results"]
-            if r["name"] in names and not r.get("saturated", True)
-        ]
-        return f"  (from a lower bound: {' and '.join(loose)} not saturated)" if loose else ""
+        # a ratio with a lower bound in it (top of the ramp, or the budget) is a bound too,
+        # and one with an unstable figure in it is no verdict: say so beside the ratio
+        rs = [r for r in result["results"] if r["name"] in names]
+        loose = [r["name"] for r in rs if not r.get("saturated", True)]
+        shaky = [r["name"] for r in rs if r.get("unstable")]
+        notes = [f"from a lower bound: {' and '.join(loose)} not saturated"] if loose else []
+        if shaky:
+            notes.append(f"{' and '.join(shaky)} UNSTABLE: not to be trusted")
+        return f"  ({'; '.join(notes)})" if notes else ""
 
     lines += [
         f"  millstream / passthrough = {result['ratio_vs_passthrough']:.2f} "
