@@ -751,7 +751,9 @@ def find_saturation(
     a slow VM the generator, nats-server and the router fight for two cores, and a flooded
     passthrough delivered 386k/s in two runs of three after keeping up with 582k/s), the
     runs are made at that load instead: a router's throughput is never below a load it took
-    whole. Those runs may keep up with it, and then the figure is a lower bound."""
+    whole. The search stops climbing at the first run that collapsed so, which leaves it as
+    many runs as without a collapse. Those runs may keep up with the load, and then the
+    figure is a lower bound."""
     deadline = deadline or Deadline.never()
     best: tuple[float, dict[str, Any]] | None = None
     run = run_at(rate, 0)
@@ -762,6 +764,10 @@ def find_saturation(
             if best is not None and out <= float(best[1]["output_per_s"]) * (1 + PLATEAU_GAIN):
                 break  # the output stopped rising
             best = (rate, run)
+            if kept_up_with is not None and out < KEEPS_UP * kept_up_with:
+                # collapsed below a load it took whole: a higher load would only bury it
+                # further, and the runs go back to that load (below); a run saved for them
+                break
         if rate >= plan.ramp_to:
             if kept_up:
                 best = (rate, run)  # it took the top of the ramp whole: a lower bound
