@@ -235,6 +235,28 @@ fn count_sent(shared: &Shared, d: &Delivery, sent: Result<(), String>) {
     }
 }
 
+/// What every outcome gets first: its verdict for a gRPC caller, and its skips counted.
+fn note_outcome(shared: &Shared, msg: &mut Inbound, out: &Outcome) {
+    if let Some(reply) = msg.reply.as_mut() {
+        reply.set(publish::verdict_of(out));
+    }
+    count_skipped(shared, out);
+}
+
+/// A best-effort output queued on the egress connection, and counted.
+fn publish_now(
+    shared: &Shared,
+    w: &wire::Wire,
+    headers: &mut HeaderCache,
+    attrs: &CeAttributes,
+    d: &Delivery,
+    data: &[u8],
+) {
+    let block = headers.block(attrs, d.route_ix, &d.route, false);
+    let sent = w.publish(&d.subject, block, data);
+    count_sent(shared, d, sent.map_err(|e| e.to_string()));
+}
+
 /// `dispatch` without an await, for what most events need: on the egress connection, an
 /// event whose outputs are all best effort, or that every route skipped, is published and
 /// its input acked here, the outcome only borrowed. Building `dispatch`'s future for it
@@ -262,15 +284,10 @@ pub(crate) fn dispatch_now(
         (Status::Duplicate | Status::Stale, _) => None,
         _ => return false,
     };
-    if let Some(reply) = msg.reply.as_mut() {
-        reply.set(publish::verdict_of(out));
-    }
-    count_skipped(shared, out);
+    note_outcome(shared, msg, out);
     if let Some(a) = attrs {
         for d in &out.deliveries {
-            let block = headers.block(a, d.route_ix, &d.route, false);
-            let sent = w.publish(&d.subject, block, &out.data);
-            count_sent(shared, d, sent.map_err(|e| e.to_string()));
+            publish_now(shared, w, headers, a, d, &out.data);
         }
     }
     finish_now(shared, w, msg);
@@ -287,36 +304,26 @@ pub(crate) async fn dispatch(
     out: &Outcome,
 ) -> Option<Waiting> {
     let m = &shared.metrics;
-    if let Some(reply) = msg.reply.as_mut() {
-        reply.set(publish::verdict_of(out));
-    }
-    count_skipped(shared, out);
+    note_outcome(shared, &mut msg, out);
     let mut pending = Vec::new();
     if let (Status::Routed, Some(attrs)) = (out.status, &out.attributes) {
         let data = &out.data[..];
         for d in &out.deliveries {
             match d.mode {
-                DeliveryMode::BestEffort => {
-                    let sent = match &shared.wire {
-                        Some(w) => w
-                            .publish(
-                                &d.subject,
-                                headers.block(attrs, d.route_ix, &d.route, false),
-                                data,
-                            )
-                            .map_err(|e| e.to_string()),
-                        None => shared
+                DeliveryMode::BestEffort => match &shared.wire {
+                    Some(w) => publish_now(shared, w, headers, attrs, d, data),
+                    None => {
+                        let sent = shared
                             .client
                             .publish_with_headers(
                                 d.subject.clone(),
                                 headers.headers(attrs, d.route_ix, &d.route),
                                 Bytes::copy_from_slice(data),
                             )
-                            .await
-                            .map_err(|e| e.to_string()),
-                    };
-                    count_sent(shared, d, sent);
-                }
+                            .await;
+                        count_sent(shared, d, sent.map_err(|e| e.to_string()));
+                    }
+                },
                 DeliveryMode::AtLeastOnce => {
                     m.published.fetch_add(1, Relaxed);
                     let sent = match &shared.wire {
@@ -411,8 +418,7 @@ pub(crate) async fn settle_batch(shared: Arc<Shared>, batch: Vec<Waiting>) {
 }
 
 /// The pass-through relay (benchmark ceiling): same ingest, lanes and acks, no stages.
-/// Through async-nats; `relay_now` on the egress connection, without an await, as
-/// `dispatch_now`.
+/// `relay_now` takes every event when there is an egress connection, as `dispatch_now`.
 pub(crate) async fn relay(shared: &Arc<Shared>, msg: Inbound) {
     let subject = format!("passthrough.{}", msg.subject);
     let sent = shared.client.publish(subject, msg.payload.clone()).await;
@@ -420,12 +426,17 @@ pub(crate) async fn relay(shared: &Arc<Shared>, msg: Inbound) {
     finish(shared, msg).await;
 }
 
-/// `relay` on the egress connection.
-pub(crate) fn relay_now(shared: &Shared, w: &wire::Wire, msg: &mut Inbound) {
+/// `relay` on the egress connection, without an await; false, having done nothing, when
+/// there is none.
+pub(crate) fn relay_now(shared: &Shared, msg: &mut Inbound) -> bool {
+    let Some(w) = &shared.wire else {
+        return false;
+    };
     let subject = format!("passthrough.{}", msg.subject);
     let sent = w.publish(&subject, &[], &msg.payload);
     relayed(shared, sent.map_err(|e| e.to_string()));
     finish_now(shared, w, msg);
+    true
 }
 
 fn relayed(shared: &Shared, sent: Result<(), String>) {

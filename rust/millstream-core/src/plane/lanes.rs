@@ -186,9 +186,8 @@ pub(crate) async fn worker(shared: Arc<Shared>, mut lanes: LaneReceivers) {
                 }
                 (msgs, None) => {
                     for mut msg in msgs {
-                        match &egress_shared.wire {
-                            Some(w) => egress::relay_now(&egress_shared, w, &mut msg),
-                            None => egress::relay(&egress_shared, msg).await,
+                        if !egress::relay_now(&egress_shared, &mut msg) {
+                            egress::relay(&egress_shared, msg).await;
                         }
                     }
                 }
