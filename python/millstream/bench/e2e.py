@@ -755,6 +755,10 @@ def find_saturation(
     many runs as without a collapse. Those runs may keep up with the load, and then the
     figure is a lower bound."""
     deadline = deadline or Deadline.never()
+
+    def collapsed(output: float) -> bool:
+        return kept_up_with is not None and output < KEEPS_UP * kept_up_with
+
     best: tuple[float, dict[str, Any]] | None = None
     run = run_at(rate, 0)
     while True:
@@ -764,7 +768,7 @@ def find_saturation(
             if best is not None and out <= float(best[1]["output_per_s"]) * (1 + PLATEAU_GAIN):
                 break  # the output stopped rising
             best = (rate, run)
-            if kept_up_with is not None and out < KEEPS_UP * kept_up_with:
+            if collapsed(out):
                 # collapsed below a load it took whole: a higher load would only bury it
                 # further, and the runs go back to that load (below); a run saved for them
                 break
@@ -789,7 +793,7 @@ def find_saturation(
     assert best is not None, "every way out of the search sets it"
     rate, first = best
     runs = [first]
-    if kept_up_with is not None and float(first["output_per_s"]) < KEEPS_UP * kept_up_with:
+    if kept_up_with is not None and collapsed(float(first["output_per_s"])):
         if deadline.fits(plan.runs * run_cost_s):
             rate, runs = kept_up_with, [run_at(kept_up_with, 0)]
         else:
