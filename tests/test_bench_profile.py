@@ -9,6 +9,7 @@ from millstream.bench.profile import (
     SERVER,
     SERVER_FALLBACK,
     SERVER_STAGES,
+    load_for,
     samples,
     shares,
     stage_of,
@@ -53,6 +54,30 @@ def test_a_sample_counts_to_its_innermost_stage() -> None:
             "millstream_core::plane::egress::dispatch::{{closure}}", WORKER]  # fmt: skip
     assert stage_of(drop, ROUTER_STAGES) == "publish: CloudEvents headers, NATS protocol out"
     assert stage_of(["tokio::runtime::park", "start_thread"], ROUTER_STAGES) == OTHER
+
+
+def test_the_jetstream_consumer_inside_async_nats_is_a_stage_of_its_own() -> None:
+    pull = "millstream_core::plane::ingest::pull_loop::{{closure}}"
+    # each JetStream message carries a client handle that async-nats clones and drops
+    clone = ["<async_nats::client::Client as core::clone::Clone>::clone",
+             "async_nats::jetstream::consumer::pull::Stream::poll_next", pull]  # fmt: skip
+    assert stage_of(clone, ROUTER_STAGES) == "async-nats client (JetStream consumer, acks)"
+    # the lane send from the same loop is the lanes' cost, not the client's
+    send = ["millstream_core::plane::lanes::LaneSenders::send::{{closure}}", pull]
+    assert stage_of(send, ROUTER_STAGES) == "lanes (batching between ingest and egress)"
+
+
+def test_the_jetstream_profile_offers_bench_e2e_s_stock_moves_into_its_input_stream() -> None:
+    load = load_for("millstream", "nats://127.0.0.1:4222", 60_000.0, 3.0, 8.0, jetstream=True)
+    spec = load.spec()
+    assert spec["publish"] == {"jetstream": {"window": 4096}}
+    assert spec["sink"] == {"stream": {"stream": "MFG_OUT", "filter": "mfg.inventory.>"}}
+    assert all(subject == "odoo.stock_move" for subject, _ in spec["templates"])
+    # the load lasts past the sampled window, so the window closes while events still flow
+    assert spec["rate_per_s"] == 60_000.0 and spec["duration_s"] > 3.0 + 8.0
+    core = load_for("millstream", "nats://127.0.0.1:4222", 260_000.0, 12.0, 8.0, jetstream=False)
+    assert core.spec()["publish"] == "core"
+    assert core.spec()["sink"] == {"core": {"subject": "mfg.telemetry.>"}}
 
 
 def test_the_go_runtime_counts_only_where_no_server_stage_is_on_the_stack() -> None:

@@ -975,7 +975,7 @@ CEILING_STREAM = "BENCH_PASSTHROUGH"
 CEILING_MARGIN_S = 3.0
 
 
-def _ensure_stream(url: str, name: str, subjects: list[str]) -> None:
+def ensure_stream(url: str, name: str, subjects: list[str]) -> None:
     import asyncio
 
     import nats
@@ -1003,7 +1003,7 @@ def bench_jetstream(
     this machine: the relay pulls and acks the same input, and its outputs are stored in a
     stream of their own (published without waiting for a PubAck)."""
     if router_name == "passthrough":
-        _ensure_stream(url, CEILING_STREAM, ["passthrough.odoo.>"])
+        ensure_stream(url, CEILING_STREAM, ["passthrough.odoo.>"])
         sink_subject, sink_stream = "passthrough.odoo.>", CEILING_STREAM
     else:
         sink_subject, sink_stream = "mfg.inventory.>", "MFG_OUT"

@@ -1,6 +1,7 @@
 """Where the router's and nats-server's CPU goes at saturation, stage by stage.
 
     scripts/profile-e2e [millstream|passthrough] [--rate N] [--warmup-s S] [--seconds S]
+    scripts/profile-e2e [millstream|passthrough] --jetstream [--warmup-s S] [--seconds S]
 
 The e2e benchmark's path (generator -> nats-server -> router -> nats-server -> sink, on a
 fresh embedded nats-server) at one load, about the router's saturation. After the warm-up (long
@@ -9,6 +10,13 @@ enough for the telemetry route's dedup table to fill, so the profile sees its st
 to the innermost pipeline stage on its stack (`ROUTER_STAGES`, `SERVER_STAGES`). Each stage's
 share of the samples times the process's CPU per delivered event over the same window
 (`/proc`, and the sink's count) gives what the stage costs per delivered event.
+
+With `--jetstream`, the benchmark's JetStream path instead: Odoo stock moves published into
+ODOO_IN (by default at the target rate, 60,000/s, so the window shows the path's steady state
+there; `bench e2e` offers twice that and measures how fast the backlog is stored), read by
+the router's durable consumer, each output published to MFG_OUT with its PubAck awaited
+before the input is acked, and counted from MFG_OUT; for `passthrough`, the relay's ceiling
+run (outputs stored in a stream of their own, published without waiting for a PubAck).
 
 `scripts/profile-e2e` builds the extension with frame pointers (perf follows them; the
 release build has none) and runs this module against that build. Needs Linux `perf`.
@@ -66,6 +74,7 @@ ROUTER_STAGES: Stages = [
     ),
     ("lanes (batching between ingest and egress)", ("millstream_core::plane::lanes::",)),
     ("dedup/stale state snapshots", ("millstream_core::plane::state::",)),
+    ("async-nats client (JetStream consumer, acks)", ("async_nats::",)),
 ]
 SERVER = "github.com/nats-io/nats-server/v2/server."
 SERVER_STAGES: Stages = [
@@ -157,7 +166,28 @@ def perf_script(data: Path) -> list[str]:
     return out.splitlines()
 
 
-def profile(router: str, rate: float, warmup_s: float, seconds: float) -> dict[str, Any]:
+def load_for(
+    router: str, url: str, rate: float, warmup_s: float, seconds: float, jetstream: bool
+) -> e2e.Load:
+    """The generator run that covers the warm-up and the sampled window: the core NATS
+    saturation load, or with `jetstream`, `bench_jetstream`'s load at `rate`."""
+    duration = warmup_s + seconds + 1.5
+    if not jetstream:
+        sink = "passthrough.>" if router == "passthrough" else "mfg.telemetry.>"
+        return e2e.Load(url, sink, rate, duration, warmup_s)
+    if router == "passthrough":
+        e2e.ensure_stream(url, e2e.CEILING_STREAM, ["passthrough.odoo.>"])
+        sink, stream = "passthrough.odoo.>", e2e.CEILING_STREAM
+    else:
+        sink, stream = "mfg.inventory.>", "MFG_OUT"
+    return e2e.Load(url, sink, rate, duration, warmup_s, templates=e2e.stock_move_templates(),
+                    marker=e2e.JS_MARKER, jetstream_window=4096, sink_stream=stream,
+                    settle_s=1.0)  # fmt: skip
+
+
+def profile(
+    router: str, rate: float, warmup_s: float, seconds: float, jetstream: bool = False
+) -> dict[str, Any]:
     """Run the load, sample both processes for `seconds` after `warmup_s`, and return the
     window's rates, each process's cores and CPU per delivered event, and the stages'."""
     work = Path(tempfile.mkdtemp(prefix="millstream-profile-"))
@@ -165,7 +195,7 @@ def profile(router: str, rate: float, warmup_s: float, seconds: float) -> dict[s
         r = e2e.start_router(router, server.url, find_config(), work)
         try:
             procs = [("router", r.proc.pid), ("nats_server", server.pid)]
-            sink = "passthrough.>" if router == "passthrough" else "mfg.telemetry.>"
+            load = load_for(router, server.url, rate, warmup_s, seconds, jetstream)
             recorders: list[subprocess.Popen[bytes]] = []
 
             def record() -> None:
@@ -180,7 +210,6 @@ def profile(router: str, rate: float, warmup_s: float, seconds: float) -> dict[s
             # the recorders start as the window opens, and it closes with the last report
             # inside their `seconds`
             window = e2e.SteadyWindow(procs, warmup_s, seconds, on_open=record)
-            load = e2e.Load(server.url, sink, rate, warmup_s + seconds + 1.5, warmup_s)
             report = load.run(window.progress)
             for rec in recorders:
                 rec.wait(60)
@@ -190,7 +219,7 @@ def profile(router: str, rate: float, warmup_s: float, seconds: float) -> dict[s
         if not figures:
             raise e2e.BenchError("the load ended before the profile's window closed")
         result: dict[str, Any] = {
-            "router": router,
+            "router": router + (" (JetStream path)" if jetstream else ""),
             "offered_per_s": report["offered_per_s"],
             "delivered_per_s": figures["received_per_s"],
             "idle_share": figures.get("idle_share"),
@@ -243,11 +272,25 @@ def main(argv: list[str] | None = None) -> int:
         "passthrough, a 2-vCPU VM's figures; a faster machine needs more to be saturated); "
         "far past it, the profile also counts work on events the router then drops",
     )
-    p.add_argument("--warmup-s", type=float, default=12.0)
+    p.add_argument(
+        "--jetstream",
+        action="store_true",
+        help="profile the JetStream path (`bench e2e`'s jetstream run; --rate defaults to its "
+        "target, 60,000/s)",
+    )
+    p.add_argument(
+        "--warmup-s", type=float, default=None, help="default 12 s, 3 s with --jetstream"
+    )
     p.add_argument("--seconds", type=float, default=8.0)
     args = p.parse_args(argv)
-    rate = args.rate or (260_000.0 if args.router == "millstream" else 480_000.0)
-    print(summary(profile(args.router, rate, args.warmup_s, args.seconds)))
+    if args.jetstream:
+        rate = args.rate or e2e.TARGETS["jetstream"]
+    else:
+        rate = args.rate or (260_000.0 if args.router == "millstream" else 480_000.0)
+    # the core path's warm-up fills the telemetry dedup table; the JetStream path's
+    # consumer only needs to have a backlog
+    warmup = args.warmup_s if args.warmup_s is not None else (3.0 if args.jetstream else 12.0)
+    print(summary(profile(args.router, rate, warmup, args.seconds, args.jetstream)))
     return 0
 
 
