@@ -32,6 +32,8 @@ from millstream.bench.e2e import (
     cpu_readings,
     default_budget_s,
     find_saturation,
+    jetstream_figure,
+    jetstream_s,
     measure,
     minimum_budget_s,
     phase_costs,
@@ -421,6 +423,49 @@ def test_a_ratio_built_on_an_unstable_figure_says_so_beside_its_verdict() -> Non
     ratios = [line for line in summary(result).splitlines() if " / " in line]
     assert "passthrough UNSTABLE: not to be trusted" in ratios[0]
     assert "UNSTABLE" not in ratios[1], "millstream / python_baseline has no unstable figure"
+
+
+def _js_run(events_per_s: float, lost: int = 0, duplicates: int = 0) -> dict[str, Any]:
+    return {
+        "events_per_s": events_per_s, "offered_per_s": 120_000.0, "sent": 200_000,
+        "publish_errors": 0, "stored": 200_000 - lost + duplicates, "lost": lost,
+        "duplicates": duplicates, "complete": True, "run_s": 200_000 / events_per_s + 5,
+        "p50_ms": 900.0 + events_per_s / 1000, "p99_ms": 1_500.0, "cpu": None,
+        "steal_share": 0.0, "sink_closed": [],
+    }  # fmt: skip
+
+
+def test_the_jetstream_figure_is_the_median_run_and_counts_every_runs_losses() -> None:
+    runs = [_js_run(51_000.0), _js_run(58_000.0, duplicates=2), _js_run(54_000.0)]
+    js = jetstream_figure(runs)
+    assert js["events_per_s"] == 54_000.0 and js["runs"] == [51_000.0, 58_000.0, 54_000.0]
+    # the median run's latency comes with it, not another run's
+    assert js["p50_ms"] == 954.0
+    assert js["spread"] == pytest.approx(7_000 / 54_000) and js["unstable"] is False
+    # a duplicate in any run is a duplicate of the figure: the target needs 0 in all
+    assert js["duplicates"] == 2 and js["lost"] == 0 and js["sent"] == 600_000
+    assert js["run_s"] == runs[0]["run_s"], "the longest run plans the ceiling's"
+    wide = jetstream_figure([_js_run(28_000.0), _js_run(52_000.0), _js_run(55_000.0)])
+    assert wide["unstable"] is True
+    one = jetstream_figure([_js_run(53_000.0, lost=1)])
+    assert one["spread"] is None and one["unstable"] is False and one["lost"] == 1
+
+
+def test_the_jetstream_phase_is_promised_its_runs_and_needs_only_the_first() -> None:
+    js = phase_costs(FULL)["jetstream"]
+    assert js.essential_s == jetstream_s(FULL)
+    assert js.promised_s == pytest.approx(FULL.runs * jetstream_s(FULL))
+    # the JetStream runs fit the default budget with the routers' essentials
+    assert minimum_budget_s(FULL) < default_budget_s(FULL)
+
+
+def test_the_summary_gives_every_jetstream_run_and_flags_an_unstable_set() -> None:
+    result = _result([])
+    result["jetstream"] = {**jetstream_figure([_js_run(28_000.0), _js_run(52_000.0),
+                                                _js_run(55_000.0)]), "ceiling": None}  # fmt: skip
+    (line,) = [x for x in summary(result).splitlines() if x.startswith("  jetstream:")]
+    assert "52,000 events/s (runs 28,000, 52,000, 55,000; spread 51.9%)" in line
+    assert line.endswith("(UNSTABLE: not to be trusted)")
 
 
 def test_slow_consumers_are_the_server_logs_lines_that_say_so(tmp_path: Path) -> None:
