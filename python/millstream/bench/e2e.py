@@ -966,8 +966,10 @@ def bench_router(
 
 # The sink stops once nothing new was stored for this long, or 3x this after the last send:
 # a path slower than (events / (duration + 3 x settle)) is cut off, and what it had not yet
-# stored would count as lost. `complete` in the result says which way the count ended.
-JS_SETTLE_S = 5.0
+# stored would count as lost. `complete` in the result says which way the count ended. 3 s
+# (5 s until the path became three runs, 2026-12-07): a run of 200,000 events then cuts off a
+# path slower than 18,700/s, a third of the target; a healthy path stores without a gap.
+JS_SETTLE_S = 3.0
 # The JetStream load, as a multiple of the target rate (see `bench_jetstream`).
 JS_OFFERED = 2.0
 
