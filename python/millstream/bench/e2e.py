@@ -362,7 +362,8 @@ class Plan:
 QUICK = Plan(ramp_from=40_000, ramp_to=1_000_000, ramp_s=2, saturation_s=3, latency_s=3,
              warmup_s=0.5, runs=3, js_events=120_000)  # fmt: skip
 # A JetStream run's 200,000 events (300,000 until 2026-12-07, when it became three runs) keep
-# the three runs and the ceiling within the budget: each takes about 10 s with its server.
+# the three runs and the ceiling within the budget: each takes about 8 s with its own server
+# and router.
 FULL = Plan(ramp_from=40_000, ramp_to=1_000_000, ramp_s=2.0, saturation_s=5, latency_s=4,
             warmup_s=1, runs=3, js_events=200_000)  # fmt: skip
 KEEPS_UP = 0.97
