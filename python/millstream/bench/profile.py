@@ -268,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="events/s offered: about the router's saturation throughput as `bench e2e` "
-        "measures it on this machine (default: 260,000 for millstream, 480,000 for "
-        "passthrough, a 2-vCPU VM's figures; a faster machine needs more to be saturated); "
-        "far past it, the profile also counts work on events the router then drops",
+        "measures it on this machine (default: 300,000 for millstream, 600,000 for "
+        "passthrough, the 2-vCPU VMs' figures of 2026-12-07; a faster machine needs more "
+        "to be saturated); far past it, the profile also counts work on events the router "
+        "then drops",
     )
     p.add_argument(
         "--jetstream",
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jetstream:
         rate = args.rate or e2e.TARGETS["jetstream"]
     else:
-        rate = args.rate or (260_000.0 if args.router == "millstream" else 480_000.0)
+        rate = args.rate or (300_000.0 if args.router == "millstream" else 600_000.0)
     # the core path's warm-up fills the telemetry dedup table; the JetStream path's
     # consumer only needs to have a backlog
     warmup = args.warmup_s if args.warmup_s is not None else (3.0 if args.jetstream else 12.0)
