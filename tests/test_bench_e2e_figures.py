@@ -466,6 +466,10 @@ def test_the_summary_gives_every_jetstream_run_and_flags_an_unstable_set() -> No
     (line,) = [x for x in summary(result).splitlines() if x.startswith("  jetstream:")]
     assert "52,000 events/s (runs 28,000, 52,000, 55,000; spread 51.9%)" in line
     assert line.endswith("(UNSTABLE: not to be trusted)")
+    # beside the ceiling, the path's share of it
+    result["jetstream"]["ceiling"] = jetstream_figure([_js_run(80_000.0)])
+    (ceiling,) = [x for x in summary(result).splitlines() if "jetstream ceiling" in x]
+    assert ceiling.endswith("80,000 events/s, lost 0, duplicates 0; the path reached 65% of it")
 
 
 def test_slow_consumers_are_the_server_logs_lines_that_say_so(tmp_path: Path) -> None:
