@@ -32,9 +32,9 @@ moment the router is ready (`first_load`): what a router restarted under traffic
 first seconds.
 Then the JetStream path: Odoo stock moves published into stream ODOO_IN, the example config's
 at-least-once route into MFG_OUT, counted from the stream: events/s, lost and duplicates,
-repeated `--runs` times on one router (each run's records new ones), median and spread as for
-saturation; and its ceiling, the passthrough relay on the same input with its outputs stored
-in a stream (one run: a reference, not a target).
+repeated `--runs` times, each run on a fresh nats-server with a fresh router, median and
+spread as for saturation; and its ceiling, the passthrough relay on the same input with its
+outputs stored in a stream (one run: a reference, not a target).
 First of all, the harness's own latency floor: the fixed load published straight into the
 sink's subjects, nats-server between generator and sink and no router (`floor`).
 Per router, the CPU its process and nats-server spent per event at each load step (`/proc`);
@@ -97,7 +97,7 @@ def _events(kind: str) -> list[tuple[str, str]]:
     to the Rust load generator, and millstream-core's `event_cost` example (what
     `scripts/event-cost` counts) includes the same file and renders it with the generator's own
     template code, so its instruction counts are for the events this benchmark sends. Its
-    bodies are templates: `{seq}`, `{ts}`, `{id}` and `{stamp}` are filled in per event by the
+    bodies are templates: `{seq}`, `{ts}` and `{stamp}` are filled in per event by the
     generator (`LoadSpec.templates` in rust/millstream-loadgen), any other brace is JSON.
     """
     text = files("millstream.bench").joinpath("e2e_events.json").read_text(encoding="utf-8")
@@ -111,8 +111,8 @@ def telemetry_templates() -> list[tuple[str, str]]:
 
 
 def stock_move_templates() -> list[tuple[str, str]]:
-    """Odoo stock.move webhook bodies, each its own record (`_id` = `{id}`, the run's first
-    record id plus the sequence number; `e2e_events.json`, see `_events`)."""
+    """Odoo stock.move webhook bodies, each its own record (`_id` = sequence number;
+    `e2e_events.json`, see `_events`)."""
     return _events("stock_move")
 
 
@@ -1004,7 +1004,7 @@ def jetstream_run_s(plan: Plan, *, worst: bool = False) -> float:
 
 
 def jetstream_figure(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The JetStream figure from its runs on one router: the median of their events/s, with
+    """The JetStream figure from its runs: the median of their events/s, with
     the latency and CPU of the median run (the lower one of an even count), as `saturation`
     does; every run's events/s and their spread, flagged past `SPREAD_LIMIT`; and the counts
     summed over all runs, so `lost` and `duplicates` are 0 only if they were in every run."""
