@@ -997,6 +997,22 @@ def ensure_stream(url: str, name: str, subjects: list[str]) -> None:
     asyncio.run(create())
 
 
+def jetstream_load(
+    url: str, router_name: str, rate: float, duration_s: float, warmup_s: float, settle_s: float
+) -> Load:
+    """The JetStream path's generator run: Odoo stock moves published into ODOO_IN, counted
+    from MFG_OUT's inventory subjects, or for the passthrough relay from the stream its
+    outputs go to (created here: the relay does not provision it)."""
+    if router_name == "passthrough":
+        ensure_stream(url, CEILING_STREAM, ["passthrough.odoo.>"])
+        sink_subject, sink_stream = "passthrough.odoo.>", CEILING_STREAM
+    else:
+        sink_subject, sink_stream = "mfg.inventory.>", "MFG_OUT"
+    return Load(url, sink_subject, rate, duration_s, warmup_s, templates=stock_move_templates(),
+                marker=JS_MARKER, jetstream_window=4096, sink_stream=sink_stream,
+                settle_s=settle_s)  # fmt: skip
+
+
 def jetstream_run_s(plan: Plan, *, worst: bool = False) -> float:
     """How long a JetStream load takes once the router runs: a path at the target rate storing
     the load, and the sink's quiet time (with `worst`, its longest wait: 3x that)."""
@@ -1069,11 +1085,12 @@ def jetstream_once(
     counted from the stream. With `router_name="passthrough"`, the ceiling of that path on
     this machine: the relay pulls and acks the same input, and its outputs are stored in a
     stream of their own (published without waiting for a PubAck)."""
-    if router_name == "passthrough":
-        ensure_stream(url, CEILING_STREAM, ["passthrough.odoo.>"])
-        sink_subject, sink_stream = "passthrough.odoo.>", CEILING_STREAM
-    else:
-        sink_subject, sink_stream = "mfg.inventory.>", "MFG_OUT"
+    # offered at `JS_OFFERED` x the target: more than the path can take, so ODOO_IN buffers a
+    # backlog and the throughput is what the path stored over the time it took. Offered only
+    # the target rate, a path faster than the target still measured under it (59.7k/s of 60k
+    # offered: the last event's latency counts in the time).
+    rate = TARGETS["jetstream"] * JS_OFFERED
+    load = jetstream_load(url, router_name, rate, plan.js_events / rate, 0.0, JS_SETTLE_S)
     router = start_router(router_name, url, config, work)
     # CPU per event of each process on the path: on two shared cores, what one of them spends
     # the others cannot.
@@ -1081,14 +1098,6 @@ def jetstream_once(
     cpu_before = cpu_readings(procs)
     times = machine_times()
     try:
-        # offered at `JS_OFFERED` x the target: more than the path can take, so ODOO_IN
-        # buffers a backlog and the throughput is what the path stored over the time it took.
-        # Offered only the target rate, a path faster than the target still measured under
-        # it (59.7k/s of 60k offered: the last event's latency counts in the time).
-        rate = TARGETS["jetstream"] * JS_OFFERED
-        load = Load(url, sink_subject, rate, plan.js_events / rate, 0.0,
-                    templates=stock_move_templates(), marker=JS_MARKER, jetstream_window=4096,
-                    sink_stream=sink_stream, settle_s=JS_SETTLE_S)  # fmt: skip
         # Not repeated: the router has taken the run's records, and the same ones again
         # would rightly be duplicates to it.
         sink_closed: list[str] = []
@@ -1265,7 +1274,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, help="write the result here")
     p.add_argument("--plot", type=Path, help="PNG of latency against offered load")
     p.add_argument("--quick", action="store_true", help="shorter measurements (about 4 minutes)")
-    p.add_argument("--runs", type=int, help="saturation repeats per router (default 3)")
+    p.add_argument(
+        "--runs", type=int, help="saturation repeats per router, and JetStream runs (default 3)"
+    )
     p.add_argument(
         "--budget-s",
         type=float,

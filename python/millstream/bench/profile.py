@@ -170,19 +170,13 @@ def load_for(
     router: str, url: str, rate: float, warmup_s: float, seconds: float, jetstream: bool
 ) -> e2e.Load:
     """The generator run that covers the warm-up and the sampled window: the core NATS
-    saturation load, or with `jetstream`, `bench_jetstream`'s load at `rate`."""
+    saturation load, or with `jetstream`, `bench_jetstream`'s load (`e2e.jetstream_load`) at
+    `rate`."""
     duration = warmup_s + seconds + 1.5
-    if not jetstream:
-        sink = "passthrough.>" if router == "passthrough" else "mfg.telemetry.>"
-        return e2e.Load(url, sink, rate, duration, warmup_s)
-    if router == "passthrough":
-        e2e.ensure_stream(url, e2e.CEILING_STREAM, ["passthrough.odoo.>"])
-        sink, stream = "passthrough.odoo.>", e2e.CEILING_STREAM
-    else:
-        sink, stream = "mfg.inventory.>", "MFG_OUT"
-    return e2e.Load(url, sink, rate, duration, warmup_s, templates=e2e.stock_move_templates(),
-                    marker=e2e.JS_MARKER, jetstream_window=4096, sink_stream=stream,
-                    settle_s=1.0)  # fmt: skip
+    if jetstream:
+        return e2e.jetstream_load(url, router, rate, duration, warmup_s, settle_s=1.0)
+    sink = "passthrough.>" if router == "passthrough" else "mfg.telemetry.>"
+    return e2e.Load(url, sink, rate, duration, warmup_s)
 
 
 def profile(
