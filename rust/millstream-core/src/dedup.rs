@@ -218,6 +218,12 @@ impl DedupCache {
         }
     }
 
+    /// Starts loading `key`'s home slot into the cache, for a lookup soon (see
+    /// `Pipeline::process_batch`).
+    pub fn prefetch(&self, key: KeyHash) {
+        self.table.prefetch(Arrival::of(key, 0).lo);
+    }
+
     /// `is_duplicate`, and when it is not, `remember` (or `reserve`), in one probe of the
     /// table: at a full two-million-key table each probe is a cache miss, and the separate
     /// calls made up to three. Returns false for a duplicate.

@@ -422,6 +422,11 @@ struct SubjectPlan {
 // Bounds the subject cache; a plant with more distinct subjects than this just re-matches.
 const SUBJECT_CACHE_MAX: usize = 65_536;
 
+/// How many events ahead of the one it commits `process_batch` loads the table slots of:
+/// far enough for a memory load to land (a commit takes a few hundred ns), near enough that
+/// the lines are still in the L1 cache when used.
+const COMMIT_PREFETCH: usize = 8;
+
 /// A compiled plan with its dedup and stale state.
 pub struct Pipeline {
     pub name: String,
@@ -606,7 +611,7 @@ impl Pipeline {
                 (s, b, plan)
             })
             .collect();
-        let (mut outcomes, candidates): (Vec<Outcome>, Vec<Vec<Candidate>>) = match &self.pool {
+        let (mut outcomes, mut candidates): (Vec<Outcome>, Vec<Vec<Candidate>>) = match &self.pool {
             Some(pool) if events.len() >= PARALLEL_MIN_BATCH => {
                 let this = &*self;
                 pool.install(|| {
@@ -622,10 +627,34 @@ impl Pipeline {
                 .map(|(s, b, plan)| self.prepare_guarded(plan, s, b))
                 .unzip(),
         };
-        for (out, c) in outcomes.iter_mut().zip(candidates) {
+        // Each commit's dedup and stale lookups start with a cache miss in a large table (a
+        // full two-million-key dedup table is 57 MB): paid one after another, they were the
+        // largest stage of a saturated router. Loading the keys of the events a few places
+        // ahead lets those misses overlap.
+        for c in candidates.iter().take(COMMIT_PREFETCH) {
+            self.prefetch(c);
+        }
+        for (i, out) in outcomes.iter_mut().enumerate() {
+            if let Some(ahead) = candidates.get(i + COMMIT_PREFETCH) {
+                self.prefetch(ahead);
+            }
+            let c = std::mem::take(&mut candidates[i]);
             self.commit_guarded(out, c, now_ms);
         }
         outcomes
+    }
+
+    /// Starts loading the table slots `commit` will look up for these candidates.
+    fn prefetch(&self, candidates: &[Candidate]) {
+        for c in candidates {
+            let r = &self.routes[c.route];
+            if let (Some(d), Some(key)) = (&r.dedup, c.dedup) {
+                d.cache.prefetch(key);
+            }
+            if let (Some(s), Some((key, _))) = (&r.stale, c.stale) {
+                s.guard.prefetch(key);
+            }
+        }
     }
 
     /// Run one event. Never panics: a bug becomes a dead letter `internal_error`.

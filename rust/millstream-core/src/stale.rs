@@ -67,6 +67,12 @@ impl StaleGuard {
         }
     }
 
+    /// Starts loading `key`'s home slot into the cache, for a lookup soon (see
+    /// `Pipeline::process_batch`).
+    pub fn prefetch(&self, key: KeyHash) {
+        self.table.prefetch(Arrival::of(key, 0).lo);
+    }
+
     /// The newest version seen for `key`, if it is newer than `version` (so the update is stale).
     pub fn newer_than(&self, key: KeyHash, version: i64) -> Option<i64> {
         self.table
