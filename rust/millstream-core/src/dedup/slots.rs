@@ -243,7 +243,12 @@ impl<V: Value> Slots<V> {
         let hash = u64::from_le_bytes(lo8);
         for t in [&self.slots, &self.old] {
             if !t.is_empty() {
-                prefetch_slot(&t[home(t.len(), hash)]);
+                let at = home(t.len(), hash);
+                prefetch_slot(&t[at]);
+                // and the next cache line: a probe, and the shift after a removal, read on
+                // to the end of the key's cluster, about six slots (120 bytes) at this load
+                let next_line = 64usize.div_ceil(std::mem::size_of::<Slot<V>>());
+                prefetch_slot(&t[(at + next_line).min(t.len() - 1)]);
             }
         }
     }
