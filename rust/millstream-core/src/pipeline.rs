@@ -422,9 +422,9 @@ struct SubjectPlan {
 // Bounds the subject cache; a plant with more distinct subjects than this just re-matches.
 const SUBJECT_CACHE_MAX: usize = 65_536;
 
-/// How many events ahead of the one it commits `process_batch` loads the table slots of:
-/// far enough for a memory load to land (a commit takes a few hundred ns), near enough that
-/// the lines are still in the L1 cache when used.
+/// How many events ahead of the one it commits `process_batch` (and `settle`) loads the
+/// table slots of: far enough for a memory load to land (a commit takes a few hundred ns),
+/// near enough that the lines are still in the L1 cache when used.
 const COMMIT_PREFETCH: usize = 8;
 
 /// A compiled plan with its dedup and stale state.
@@ -753,6 +753,31 @@ impl Pipeline {
                 stale_bytes: r.stale.as_ref().map_or(0, |s| s.guard.memory_bytes()),
             })
             .collect()
+    }
+
+    /// At-least-once outputs settled, as `(route, dedup id, acknowledged)`: `confirm` each
+    /// acknowledged one, `release` the others. The keys were looked up when their events
+    /// were committed, long enough ago to have left the cache, so each one's slot is loaded
+    /// a few places ahead, as in `process_batch`.
+    pub fn settle(&mut self, settled: &[(usize, u128, bool)]) {
+        let prefetch = |p: &Pipeline, (route_ix, id, _): (usize, u128, bool)| {
+            if let Some(d) = p.routes.get(route_ix).and_then(|r| r.dedup.as_ref()) {
+                d.cache.prefetch(KeyHash(id.to_le_bytes()));
+            }
+        };
+        for &s in settled.iter().take(COMMIT_PREFETCH) {
+            prefetch(self, s);
+        }
+        for (i, &(route_ix, id, ok)) in settled.iter().enumerate() {
+            if let Some(&ahead) = settled.get(i + COMMIT_PREFETCH) {
+                prefetch(self, ahead);
+            }
+            if ok {
+                self.confirm(route_ix, id);
+            } else {
+                self.release(route_ix, id);
+            }
+        }
     }
 
     /// An at-least-once output was acknowledged: commit its dedup key.
@@ -1252,5 +1277,54 @@ fn version_of(v: &Json<'_>) -> Result<i64, String> {
             "version {} is not a timestamp or integer",
             other.to_value()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example config's compiled plan (see `benches/pipeline.rs` for how to regenerate it).
+    const PLAN: &str = include_str!("../benches/plan.json");
+
+    fn stock_move(id: u64) -> Vec<u8> {
+        format!(
+            r#"{{"_model": "stock.move", "_id": {id}, "id": {id}, "product_id": 57, "product_uom": 15, "product_uom_qty": 500.0, "quantity": 500.0, "state": "assigned", "date": "2026-11-28 06:00:00", "write_date": "2026-11-27 07:42:10.204517"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn settle_commits_the_acknowledged_keys_and_frees_the_failed_ones() {
+        let mut p = Pipeline::from_json(PLAN).expect("plan compiles");
+        let now = 1_795_767_400_000;
+        // more events than the prefetch reaches ahead, so it runs past both ends
+        let events: Vec<Vec<u8>> = (1..=20).map(stock_move).collect();
+        let batch = || events.iter().map(|b| ("odoo.stock_move", b.as_slice()));
+        let first = p.process_batch(batch(), now);
+        assert!(first.iter().all(|o| o.status == Status::Routed));
+        // odd events' outputs were acknowledged, even ones' failed
+        let settled: Vec<(usize, u128, bool)> = first
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let d = &o.deliveries[0];
+                (
+                    d.route_ix,
+                    d.dedup_id.expect("the route dedups"),
+                    i % 2 == 1,
+                )
+            })
+            .collect();
+        p.settle(&settled);
+        let again = p.process_batch(batch(), now + 1_000);
+        for (i, o) in again.iter().enumerate() {
+            let want = if i % 2 == 1 {
+                Status::Duplicate
+            } else {
+                Status::Routed
+            };
+            assert_eq!(o.status, want, "event {i}: {:?}", o.skipped);
+        }
     }
 }

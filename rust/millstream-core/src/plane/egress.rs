@@ -400,14 +400,7 @@ pub(crate) async fn settle_batch(shared: Arc<Shared>, batch: Vec<Waiting>) {
         done.push((w.msg, errors, w.source));
     }
     if !settled.is_empty() {
-        let mut p = shared.pipeline();
-        for (route_ix, id, ok) in settled {
-            if ok {
-                p.confirm(route_ix, id);
-            } else {
-                p.release(route_ix, id);
-            }
-        }
+        shared.pipeline().settle(&settled);
     }
     for (msg, errors, source) in done {
         after(&shared, msg, errors, source).await;
