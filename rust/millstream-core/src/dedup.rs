@@ -28,6 +28,12 @@ impl KeyHash {
     pub fn as_u128(self) -> u128 {
         u128::from_le_bytes(self.0)
     }
+    /// The low half, all that the table hashes on.
+    pub(crate) fn lo(self) -> [u8; 8] {
+        let mut lo = [0u8; 8];
+        lo.copy_from_slice(&self.0[..8]);
+        lo
+    }
 }
 
 const TICK_MS: u64 = 10;
@@ -97,9 +103,7 @@ pub(crate) struct Arrival {
 
 impl Arrival {
     pub(crate) fn of(key: KeyHash, tick: u32) -> Arrival {
-        let mut lo = [0u8; 8];
-        lo.copy_from_slice(&key.0[..8]);
-        Arrival { lo, tick }
+        Arrival { lo: key.lo(), tick }
     }
 }
 
@@ -221,7 +225,7 @@ impl DedupCache {
     /// Starts loading `key`'s home slot into the cache, for a lookup soon (see
     /// `Pipeline::process_batch`).
     pub fn prefetch(&self, key: KeyHash) {
-        self.table.prefetch(Arrival::of(key, 0).lo);
+        self.table.prefetch(key.lo());
     }
 
     /// `is_duplicate`, and when it is not, `remember` (or `reserve`), in one probe of the

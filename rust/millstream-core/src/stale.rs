@@ -70,7 +70,7 @@ impl StaleGuard {
     /// Starts loading `key`'s home slot into the cache, for a lookup soon (see
     /// `Pipeline::process_batch`).
     pub fn prefetch(&self, key: KeyHash) {
-        self.table.prefetch(Arrival::of(key, 0).lo);
+        self.table.prefetch(key.lo());
     }
 
     /// The newest version seen for `key`, if it is newer than `version` (so the update is stale).

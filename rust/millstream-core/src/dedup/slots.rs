@@ -684,8 +684,7 @@ mod tests {
         let mut t = Slots::new(10);
         let a = KeyHash::of("a");
         t.insert(a, 5);
-        let mut lo8 = [0u8; 8];
-        lo8.copy_from_slice(&a.0[..8]);
+        let lo8 = a.lo();
         t.remove_by_lo(lo8, |v| v == 6);
         assert_eq!(t.get(&a), Some(5));
         t.remove_by_lo(lo8, |v| v == 5);
