@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::ingest_wire::{self, Inbox, Subscription};
+use super::ingest_wire::{self, Deliver, Inbox, Subscription};
 use super::lanes::{Inbound, LaneSenders, Retry};
 use super::metrics::Metrics;
 use super::wire::Target;
@@ -93,10 +94,16 @@ pub(crate) async fn start(
                 })
             })
             .collect();
+        let to_lanes = ToLanes {
+            senders: senders.clone(),
+            lanes: lanes(),
+            metrics: metrics.clone(),
+        };
         let connected = ingest_wire::connect(
             to.target,
             to.client_name,
             subs,
+            to_lanes,
             ingest_wire::BUFFERED,
             metrics.clone(),
             stop.clone(),
@@ -110,12 +117,7 @@ pub(crate) async fn start(
         if let Some((reader, inboxes)) = connected {
             tasks.push(reader);
             for inbox in inboxes {
-                tasks.push(tokio::spawn(wire_loop(
-                    inbox,
-                    senders.clone(),
-                    lanes(),
-                    metrics.clone(),
-                )));
+                tasks.push(tokio::spawn(wire_loop(inbox, senders.clone())));
             }
             on_wire = true;
         }
@@ -171,36 +173,53 @@ pub(crate) async fn start(
     Ok(tasks)
 }
 
-/// One subscription of the ingest connection: its messages into the lanes, in order. Ends
-/// when the connection has stopped and every message it read is queued (or shed).
-async fn wire_loop(
-    mut inbox: Inbox,
+/// The ingest connection's messages into their lanes, from its reader's task.
+struct ToLanes {
     senders: LaneSenders,
-    mut lanes: Lanes,
+    lanes: Lanes,
     metrics: Arc<Metrics>,
-) {
-    while let Some(batch) = inbox.recv().await {
-        metrics
+}
+
+impl Deliver for ToLanes {
+    /// The event and whether it may be shed.
+    type Item = (Inbound, bool);
+
+    fn prepare(&mut self, subject: Bytes, payload: Bytes, received: Instant) -> (Inbound, bool) {
+        self.metrics
             .received
-            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        // One read's messages arrived together.
-        let received = Instant::now();
-        for (subject, payload) in batch {
-            // The server delivers subjects as they were published; NATS clients publish UTF-8.
-            let subject = async_nats::Subject::from_utf8(subject.clone()).unwrap_or_else(|_| {
-                async_nats::Subject::from(String::from_utf8_lossy(&subject).into_owned())
-            });
-            let (lane, may_shed) = lanes.of(&subject);
-            let inbound = Inbound {
-                subject,
-                payload,
-                ack_to: None,
-                delivered: 1,
-                retry: None,
-                lane,
-                received,
-                reply: None,
-            };
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The server delivers subjects as they were published; NATS clients publish UTF-8.
+        let subject = async_nats::Subject::from_utf8(subject.clone()).unwrap_or_else(|_| {
+            async_nats::Subject::from(String::from_utf8_lossy(&subject).into_owned())
+        });
+        let (lane, may_shed) = self.lanes.of(&subject);
+        let inbound = Inbound {
+            subject,
+            payload,
+            ack_to: None,
+            delivered: 1,
+            retry: None,
+            lane,
+            received,
+            reply: None,
+        };
+        (inbound, may_shed)
+    }
+
+    fn try_deliver(&mut self, (msg, may_shed): (Inbound, bool)) -> Option<(Inbound, bool)> {
+        self.senders
+            .try_send(msg, may_shed)
+            .err()
+            .map(|msg| (msg, may_shed))
+    }
+}
+
+/// One subscription of the ingest connection: the messages its reader could not put into a
+/// full lane, into the lanes in order, waiting for room. Ends when the connection has
+/// stopped and every message it held is queued (or shed).
+async fn wire_loop(mut inbox: Inbox<(Inbound, bool)>, senders: LaneSenders) {
+    while let Some(batch) = inbox.recv().await {
+        for (inbound, may_shed) in batch {
             let sent = senders.send(inbound, may_shed).await;
             inbox.done();
             if !sent {

@@ -5,8 +5,9 @@
 //! events/s put async-nats's connection task (protocol parsing, building a `Message` with its
 //! owned fields and parsed headers, the hop through each subscriber's channel) at about 8% of
 //! the router's CPU, and the task forwarding each subscription's messages into the lanes at
-//! 4.5%. Here a message costs its frame parse and two `Bytes` slices, and a whole read's
-//! messages cross to the forwarding task (`ingest::wire_loop`) as one batch.
+//! 4.5%. Here a message costs its frame parse and two `Bytes` slices, and the reader puts it
+//! into its lane itself (`Deliver`, implemented by `ingest`): a hop through a forwarding task
+//! is a task wake-up, often on the other core, for every read.
 //!
 //! A connection of its own rather than the egress connection's reader: the server keeps one
 //! outbound buffer per connection, so inputs arriving faster than the router reads them would
@@ -18,10 +19,12 @@
 //! servers, or a server that demands TLS, core inputs stay on async-nats subscriptions.
 //!
 //! The socket is never left unread because the lanes are full (nats-server cuts off a client
-//! that does not keep up): each subscription has a bounded buffer between this reader and its
-//! forwarding task, as async-nats has its subscriber channel (`subscription_capacity`), and a
-//! message that finds it full is dropped and counted as async-nats counts it, as a slow
-//! consumer (`stats()["nats"]["slow_consumer"]`).
+//! that does not keep up). A message that would have to wait for room (a full lane, and an
+//! event that may not be shed) goes to its subscription's forwarding task (`Inbox`), which
+//! waits; so do the subscription's later messages, until that task has caught up, so each
+//! subscription's order is kept. That buffer is bounded, as async-nats has its subscriber
+//! channel (`subscription_capacity`), and a message that finds it full is dropped and counted
+//! as async-nats counts it, as a slow consumer (`stats()["nats"]["slow_consumer"]`).
 //!
 //! Subscriptions are sent again on every reconnect; the connection counts as up once the
 //! server has answered the PING sent after them. On stop: UNSUB everything, PING, and keep
@@ -30,7 +33,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use millstream_natswire::{connect_line, next_frame, Frame, Target};
@@ -63,18 +66,27 @@ pub(crate) struct Subscription {
     pub queue_group: Option<String>,
 }
 
-/// One message: its subject and body (after the header block, which ingest does not read).
-pub(crate) type Raw = (Bytes, Bytes);
+/// Where the reader hands each message first, from its own task.
+pub(crate) trait Deliver: Send + 'static {
+    /// A message as the subscription's forwarding task sends it on.
+    type Item: Send + 'static;
+    /// One message: its subject and body (after the header block, which ingest does not
+    /// read); `received` is when the read that brought it returned.
+    fn prepare(&mut self, subject: Bytes, payload: Bytes, received: Instant) -> Self::Item;
+    /// Hand it on now, if that needs no waiting; else give it back for the forwarding task.
+    fn try_deliver(&mut self, item: Self::Item) -> Option<Self::Item>;
+}
 
-/// A subscription's messages, as its forwarding task takes them.
-pub(crate) struct Inbox {
-    rx: mpsc::UnboundedReceiver<Vec<Raw>>,
+/// A subscription's messages that had to wait, as its forwarding task takes them.
+pub(crate) struct Inbox<T> {
+    rx: mpsc::UnboundedReceiver<Vec<T>>,
     pending: Arc<AtomicUsize>,
 }
 
-impl Inbox {
-    /// The messages of one read; `None` once the connection has stopped and all were taken.
-    pub(crate) async fn recv(&mut self) -> Option<Vec<Raw>> {
+impl<T> Inbox<T> {
+    /// The held messages of one read; `None` once the connection has stopped and all were
+    /// taken.
+    pub(crate) async fn recv(&mut self) -> Option<Vec<T>> {
         self.rx.recv().await
     }
 
@@ -86,12 +98,12 @@ impl Inbox {
     }
 }
 
-struct Slot {
-    tx: mpsc::UnboundedSender<Vec<Raw>>,
+struct Slot<T> {
+    tx: mpsc::UnboundedSender<Vec<T>>,
     /// Messages sent to the forwarding task and not yet `done`.
     pending: Arc<AtomicUsize>,
-    /// This read's messages, sent once the read's frames are parsed.
-    batch: Vec<Raw>,
+    /// This read's held messages, sent once the read's frames are parsed.
+    batch: Vec<T>,
 }
 
 /// How a connection ended.
@@ -100,11 +112,12 @@ enum Ended {
     Lost(String),
 }
 
-struct Reader {
+struct Reader<D: Deliver> {
     target: Target,
     name: String,
     subs: Vec<Subscription>,
-    slots: Vec<Slot>,
+    deliver: D,
+    slots: Vec<Slot<D::Item>>,
     capacity: usize,
     metrics: Arc<Metrics>,
     /// PINGs sent on this connection that the server has not answered yet.
@@ -115,16 +128,19 @@ struct Reader {
 
 /// Connects, subscribes to every subscription (sid = position + 1) and waits until the
 /// server has them, then reads in a task until `stop`. Returns that task and one `Inbox` per
-/// subscription, in order; `Ok(None)` when the server demands TLS. `capacity` bounds each
-/// subscription's buffer (`BUFFERED`).
-pub(crate) async fn connect(
+/// subscription, in order; `Ok(None)` when the server demands TLS. Messages go to `deliver`,
+/// or to the inbox when it cannot take them now. `capacity` bounds each subscription's inbox
+/// (`BUFFERED`).
+#[allow(clippy::type_complexity)]
+pub(crate) async fn connect<D: Deliver>(
     target: Target,
     name: &str,
     subs: Vec<Subscription>,
+    deliver: D,
     capacity: usize,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-) -> Result<Option<(JoinHandle<()>, Vec<Inbox>)>, String> {
+) -> Result<Option<(JoinHandle<()>, Vec<Inbox<D::Item>>)>, String> {
     let mut inboxes = Vec::new();
     let slots = subs
         .iter()
@@ -146,6 +162,7 @@ pub(crate) async fn connect(
         target,
         name: format!("{name}-ingest"),
         subs,
+        deliver,
         slots,
         capacity: capacity.max(1),
         metrics,
@@ -162,7 +179,7 @@ pub(crate) async fn connect(
     Ok(Some((task, inboxes)))
 }
 
-impl Reader {
+impl<D: Deliver> Reader<D> {
     /// Connect, send CONNECT, the subscriptions and a PING, and read until its PONG (messages
     /// that arrive before it are kept). `None`: TLS required.
     async fn handshake(&mut self) -> Result<Option<(TcpStream, BytesMut)>, String> {
@@ -327,9 +344,11 @@ impl Reader {
         }
     }
 
-    /// Takes every complete frame off `buf`: messages into their subscription's batch (or
-    /// dropped, when its buffer is full), PINGs answered into `out`, PONGs counted.
+    /// Takes every complete frame off `buf`: messages delivered, or else into their
+    /// subscription's batch (or dropped, when its inbox is full); PINGs answered into `out`,
+    /// PONGs counted.
     fn frames(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut received = None;
         while let Some(frame) = next_frame(buf)? {
             match frame {
                 Frame::Msg {
@@ -346,11 +365,20 @@ impl Reader {
                     else {
                         continue;
                     };
-                    if slot.pending.load(Ordering::Relaxed) + slot.batch.len() >= self.capacity {
+                    let pending = slot.pending.load(Ordering::Relaxed);
+                    if pending + slot.batch.len() >= self.capacity {
                         self.metrics.slow_consumer(1);
                         continue;
                     }
-                    slot.batch.push((subject, payload));
+                    let received = *received.get_or_insert_with(Instant::now);
+                    let item = self.deliver.prepare(subject, payload, received);
+                    // Behind any message of this subscription still held, to keep its order.
+                    let held = if pending == 0 && slot.batch.is_empty() {
+                        self.deliver.try_deliver(item)
+                    } else {
+                        Some(item)
+                    };
+                    slot.batch.extend(held);
                 }
                 Frame::Ping => out.extend_from_slice(b"PONG\r\n"),
                 Frame::Pong => self.owed = self.owed.saturating_sub(1),
@@ -425,17 +453,43 @@ mod tests {
         ]
     }
 
+    type Raw = (Bytes, Bytes);
+
+    /// Takes nothing itself, as when every lane is full: each message goes to its inbox.
+    struct Hold;
+
+    impl Deliver for Hold {
+        type Item = Raw;
+        fn prepare(&mut self, subject: Bytes, payload: Bytes, _: Instant) -> Raw {
+            (subject, payload)
+        }
+        fn try_deliver(&mut self, item: Raw) -> Option<Raw> {
+            Some(item)
+        }
+    }
+
     async fn start(
         listener: &TcpListener,
         capacity: usize,
         metrics: &Arc<Metrics>,
         stop: &CancellationToken,
-    ) -> (JoinHandle<()>, Vec<Inbox>) {
+    ) -> (JoinHandle<()>, Vec<Inbox<Raw>>) {
+        start_with(Hold, listener, capacity, metrics, stop).await
+    }
+
+    async fn start_with<D: Deliver>(
+        deliver: D,
+        listener: &TcpListener,
+        capacity: usize,
+        metrics: &Arc<Metrics>,
+        stop: &CancellationToken,
+    ) -> (JoinHandle<()>, Vec<Inbox<D::Item>>) {
         let url = format!("nats://{}", listener.local_addr().expect("addr"));
         connect(
             target(&url).expect("plain URL"),
             "ms",
             subs(),
+            deliver,
             capacity,
             metrics.clone(),
             stop.clone(),
@@ -445,7 +499,7 @@ mod tests {
         .expect("no TLS")
     }
 
-    async fn bodies(inbox: &mut Inbox, n: usize) -> Vec<(String, String)> {
+    async fn bodies(inbox: &mut Inbox<Raw>, n: usize) -> Vec<(String, String)> {
         let mut got = Vec::new();
         while got.len() < n {
             for (s, p) in inbox.recv().await.expect("a batch") {
@@ -550,6 +604,80 @@ mod tests {
         task.abort();
     }
 
+    /// Takes the bodies it is given into `taken` while `open`; a closed one gives them back.
+    struct Gate {
+        open: Arc<std::sync::atomic::AtomicBool>,
+        taken: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Deliver for Gate {
+        type Item = String;
+        fn prepare(&mut self, _: Bytes, payload: Bytes, _: Instant) -> String {
+            String::from_utf8_lossy(&payload).into_owned()
+        }
+        fn try_deliver(&mut self, body: String) -> Option<String> {
+            if !self.open.load(Ordering::Relaxed) {
+                return Some(body);
+            }
+            self.taken.lock().expect("lock").push(body);
+            None
+        }
+    }
+
+    /// Sends MSGs with these bodies (sid 2 for those starting with "o", else sid 1), then a
+    /// PING, and waits for its PONG: the reader has handled them all by then.
+    async fn send(conn: &mut TcpStream, bodies: &str) {
+        let mut wire = String::new();
+        for b in bodies.split(' ') {
+            let sid = if b.starts_with('o') { 2 } else { 1 };
+            wire.push_str(&format!("MSG s {sid} {}\r\n{b}\r\n", b.len()));
+        }
+        wire.push_str("PING\r\n");
+        conn.write_all(wire.as_bytes()).await.expect("write");
+        read_until(conn, b"PONG\r\n").await;
+    }
+
+    /// Messages go straight to `Deliver` while it takes them. Once one had to be held, the
+    /// subscription's later ones are held behind it, even when `Deliver` would take them,
+    /// until the forwarding task has passed on every held one: its order is kept. Another
+    /// subscription is not held up.
+    #[tokio::test]
+    async fn a_held_message_holds_its_subscriptions_later_ones_until_forwarded() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics = Arc::new(Metrics::default());
+        let stop = CancellationToken::new();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let taken = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gate = Gate {
+            open: open.clone(),
+            taken: taken.clone(),
+        };
+        let (mut conn, (task, mut inboxes)) = tokio::join!(
+            async { accept(&listener).await.0 },
+            start_with(gate, &listener, 8, &metrics, &stop)
+        );
+        send(&mut conn, "1 2").await;
+        assert_eq!(*taken.lock().expect("lock"), ["1", "2"]);
+        open.store(false, Ordering::Relaxed);
+        send(&mut conn, "3").await;
+        open.store(true, Ordering::Relaxed);
+        // 4 is held behind 3; the other subscription's o1 is not
+        send(&mut conn, "4 o1").await;
+        assert_eq!(*taken.lock().expect("lock"), ["1", "2", "o1"]);
+        assert_eq!(inboxes[0].recv().await.expect("held"), ["3"]);
+        assert_eq!(inboxes[0].recv().await.expect("held"), ["4"]);
+        // still held while 3 and 4 are not passed on
+        inboxes[0].done();
+        send(&mut conn, "5").await;
+        assert_eq!(inboxes[0].recv().await.expect("held"), ["5"]);
+        inboxes[0].done();
+        inboxes[0].done();
+        send(&mut conn, "6").await;
+        assert_eq!(*taken.lock().expect("lock"), ["1", "2", "o1", "6"]);
+        stop.cancel();
+        task.abort();
+    }
+
     /// On stop every subscription is unsubscribed, and what the server sent before it saw
     /// that (everything up to the PONG) is still handed on; then the inboxes end.
     #[tokio::test]
@@ -630,6 +758,7 @@ mod tests {
             target(&url).expect("plain URL"),
             "ms",
             subs(),
+            Hold,
             8,
             Arc::new(Metrics::default()),
             CancellationToken::new(),

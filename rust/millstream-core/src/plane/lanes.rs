@@ -85,25 +85,38 @@ impl LaneSenders {
     /// finding its lane full is shed and counted. Returns false once the plane is stopping.
     pub async fn send(&self, msg: Inbound, may_shed: bool) -> bool {
         let i = ix(msg.lane);
+        match self.try_send(msg, may_shed) {
+            Ok(open) => open,
+            Err(msg) => {
+                if self.txs[i].send(msg).await.is_err() {
+                    return false;
+                }
+                self.metrics.lanes[i].queued();
+                true
+            }
+        }
+    }
+
+    /// `send` without waiting: `Ok(true)` when queued (or shed), `Ok(false)` once the plane
+    /// is stopping, and the event back when its lane is full and it may not be shed.
+    // The event comes back whole, by value: boxing it for the rare full lane would cost an
+    // allocation for every event.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, msg: Inbound, may_shed: bool) -> Result<bool, Inbound> {
+        let i = ix(msg.lane);
         let lane = &self.metrics.lanes[i];
-        if may_shed {
-            return match self.txs[i].try_send(msg) {
-                Ok(()) => {
-                    lane.queued();
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    lane.shed();
-                    true
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            };
+        match self.txs[i].try_send(msg) {
+            Ok(()) => {
+                lane.queued();
+                Ok(true)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) if may_shed => {
+                lane.shed();
+                Ok(true)
+            }
+            Err(mpsc::error::TrySendError::Full(msg)) => Err(msg),
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(false),
         }
-        if self.txs[i].send(msg).await.is_err() {
-            return false;
-        }
-        lane.queued();
-        true
     }
 }
 
