@@ -347,7 +347,7 @@ EXAMPLE_ODOO_INPUT = {
     "jetstream": {
         "stream": "ODOO_IN",
         "durable": "millstream-odoo-stock-move",
-        "batch": 256,
+        "batch": 1024,
         "max_deliver": 5,
         "backoff_ms": [1000, 5000, 30000],
     },
