@@ -47,6 +47,9 @@ def fault_config(tmp_path: Path) -> Path:
         if "jetstream" in s:
             s["jetstream"]["ack_wait"] = "2s"
             s["jetstream"]["backoff"] = ["200ms"]
+            # small pulls, for the same reason as the small lane below (the default 1024
+            # took the whole backlog in before a fault arrived)
+            s["jetstream"]["batch"] = 128
     doc["state"] = {"snapshot_every": "500ms"}
     # a small standard lane, so intake stays close to processing and most of a backlog is
     # still in the input stream when a fault arrives (a 50,000-event lane would take all of
@@ -246,8 +249,10 @@ async def test_a_router_has_its_heap_faulted_in_before_it_routes(
         finally:
             router.terminate()
             router.wait(30)
-    # the whole 128 MiB is resident at ready, not only what starting up happened to touch
-    assert resident[128] - resident[0] >= 120, resident
+    # the whole 128 MiB is resident at ready, not only what starting up happened to touch.
+    # Startup's own allocations may land in the pretouched pages (that is what they are for),
+    # so the difference can fall short of 128 by about what startup allocates (8.4 MiB once).
+    assert resident[128] - resident[0] >= 110, resident
 
 
 async def test_subject_injection_never_reaches_a_subject(service: Service, nc: NATS) -> None:
