@@ -14,6 +14,7 @@ nats-py connection (provisioning, later DLQ tooling) adds its connection counter
     millstream_lane_queue_capacity{lane}            the lane's bound
     millstream_lane_shed_total{lane}                events refused because the lane was full
     millstream_lane_processed_total{lane}
+    millstream_lane_batches_total{lane}             batches taken (processed / batches: mean size)
     millstream_lane_latency_seconds{lane}           histogram, intake to output acknowledged
     millstream_lane_objective_seconds{lane}         the configured latency objective
     millstream_nats_connected{client}               data (the plane), egress (the plane's
@@ -194,6 +195,11 @@ class MillstreamCollector(Collector):
         processed = CounterMetricFamily(
             "millstream_lane_processed", "Events the lane finished", labels=["lane"]
         )
+        batches = CounterMetricFamily(
+            "millstream_lane_batches",
+            "Batches the pipeline took from the lane (processed / batches: the mean batch size)",
+            labels=["lane"],
+        )
         latency = HistogramMetricFamily(
             "millstream_lane_latency_seconds",
             "Time from intake to the event's outputs being acknowledged",
@@ -208,6 +214,7 @@ class MillstreamCollector(Collector):
             capacity.add_metric([lane], _num(s.get("capacity")))
             shed.add_metric([lane], _num(s.get("shed")))
             processed.add_metric([lane], _num(s.get("processed")))
+            batches.add_metric([lane], _num(s.get("batches")))
             bounds = [_num(b) for b in s.get("latency_bounds_ms") or []]
             counts = [int(_num(c)) for c in s.get("latency_counts") or []]
             latency.add_metric(
@@ -215,7 +222,7 @@ class MillstreamCollector(Collector):
                 latency_buckets(bounds, counts),
                 sum_value=_num(s.get("latency_sum_ms")) / 1000,
             )
-        yield from (depth, capacity, shed, processed, latency)
+        yield from (depth, capacity, shed, processed, batches, latency)
         if self._objectives_ms:
             objective = GaugeMetricFamily(
                 "millstream_lane_objective_seconds",

@@ -34,6 +34,7 @@ class StandInPlane:
             "capacity": 1,
             "shed": 0,
             "processed": 0,
+            "batches": 0,
             "latency_bounds_ms": [1.0],
             "latency_counts": [0, 0],
             "latency_sum_ms": 0.0,

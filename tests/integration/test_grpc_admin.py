@@ -105,6 +105,10 @@ async def test_stats_follow_events_published_over_nats(
         assert stats["by_reason"] == {"unknown_unit": 1}
         assert stats["routes"]["telemetry-history"]["out"] == 3
         assert stats["lanes"]["bulk"]["capacity"] == svc.config.lanes.bulk.queue
+        # four events in one batch or more, never more batches than events
+        bulk = stats["lanes"]["bulk"]
+        assert bulk["processed"] == 4
+        assert 1 <= bulk["batches"] <= 4
 
 
 async def test_routes_are_the_running_config(nats_server: EmbeddedNats, tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ pub struct LaneMetrics {
     capacity: AtomicU64,
     pub(crate) shed: AtomicU64,
     processed: AtomicU64,
+    /// Batches the worker took; processed / batches is the mean batch size, which says how
+    /// much each batch's fixed costs (a hand-over to egress, a settling task) are shared.
+    batches: AtomicU64,
     buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
     sum_us: AtomicU64,
 }
@@ -37,6 +40,7 @@ impl LaneMetrics {
     pub(crate) fn taken(&self, n: usize) {
         self.depth.fetch_sub(n as i64, Relaxed);
         self.processed.fetch_add(n as u64, Relaxed);
+        self.batches.fetch_add(1, Relaxed);
     }
     pub(crate) fn shed(&self) {
         self.shed.fetch_add(1, Relaxed);
@@ -200,6 +204,7 @@ impl Metrics {
                         "capacity": g(&l.capacity),
                         "shed": g(&l.shed),
                         "processed": g(&l.processed),
+                        "batches": g(&l.batches),
                         "latency_bounds_ms": LATENCY_BOUNDS_MS,
                         "latency_counts": l.buckets.iter().map(g).collect::<Vec<_>>(),
                         "latency_sum_ms": g(&l.sum_us) as f64 / 1000.0,
