@@ -97,7 +97,6 @@ pub(crate) async fn start(
         let to_lanes = ToLanes {
             senders: senders.clone(),
             lanes: lanes(),
-            metrics: metrics.clone(),
         };
         let connected = ingest_wire::connect(
             to.target,
@@ -173,11 +172,11 @@ pub(crate) async fn start(
     Ok(tasks)
 }
 
-/// The ingest connection's messages into their lanes, from its reader's task.
+/// The ingest connection's messages into their lanes, from its reader's task (which counts
+/// them in `received`).
 struct ToLanes {
     senders: LaneSenders,
     lanes: Lanes,
-    metrics: Arc<Metrics>,
 }
 
 impl Deliver for ToLanes {
@@ -185,9 +184,6 @@ impl Deliver for ToLanes {
     type Item = (Inbound, bool);
 
     fn prepare(&mut self, subject: Bytes, payload: Bytes, received: Instant) -> (Inbound, bool) {
-        self.metrics
-            .received
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The server delivers subjects as they were published; NATS clients publish UTF-8.
         let subject = async_nats::Subject::from_utf8(subject.clone()).unwrap_or_else(|_| {
             async_nats::Subject::from(String::from_utf8_lossy(&subject).into_owned())

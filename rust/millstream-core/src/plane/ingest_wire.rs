@@ -346,8 +346,23 @@ impl<D: Deliver> Reader<D> {
 
     /// Takes every complete frame off `buf`: messages delivered, or else into their
     /// subscription's batch (or dropped, when its inbox is full); PINGs answered into `out`,
-    /// PONGs counted.
+    /// PONGs counted. The messages taken are counted in `received` once per call, not per
+    /// message: that counter shares a cache line with egress's, bumped from another thread.
     fn frames(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut taken = 0;
+        let parsed = self.take_frames(buf, out, &mut taken);
+        if taken > 0 {
+            self.metrics.received.fetch_add(taken, Ordering::Relaxed);
+        }
+        parsed
+    }
+
+    fn take_frames(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+        taken: &mut u64,
+    ) -> Result<(), String> {
         let mut received = None;
         while let Some(frame) = next_frame(buf)? {
             match frame {
@@ -370,6 +385,7 @@ impl<D: Deliver> Reader<D> {
                         self.metrics.slow_consumer(1);
                         continue;
                     }
+                    *taken += 1;
                     let received = *received.get_or_insert_with(Instant::now);
                     let item = self.deliver.prepare(subject, payload, received);
                     // Behind any message of this subscription still held, to keep its order.
@@ -554,6 +570,8 @@ mod tests {
             vec![pair("odoo.sale", "{}")]
         );
         assert!(metrics.ingest.connected.load(Ordering::Relaxed));
+        // the two messages of ours are counted; sid 7's is not
+        assert_eq!(metrics.received.load(Ordering::Relaxed), 2);
         stop.cancel();
         task.abort();
     }
