@@ -73,12 +73,14 @@ def stock_move(i: int) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
 
 
-async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+async def wait_for(
+    cond: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await cond():
             return
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
@@ -339,7 +341,9 @@ async def router_mid_stream(config: Path, url: str, nc: NATS, log: Path) -> subp
             return False  # not provisioned yet
 
     try:
-        await wait_for(some_out, 60, "the router to be mid-stream")
+        # polled often: a fast router stores the other nine tenths in a few tenths of a
+        # second, and a fault that comes after the last one tests nothing
+        await wait_for(some_out, 60, "the router to be mid-stream", every=0.01)
     except BaseException:
         router.kill()
         router.wait()
