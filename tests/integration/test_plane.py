@@ -326,28 +326,39 @@ async def consumer_done(nc: NATS) -> bool:
 N_FAULT = 10_000
 
 
-async def router_mid_stream(config: Path, url: str, nc: NATS, log: Path) -> subprocess.Popen[bytes]:
-    """`millstream run` with a backlog of N_FAULT stock moves, once a tenth are routed. The
-    backlog is in the input stream before the router starts (as after an outage), so a fault
-    lands mid-stream however fast the router is."""
+async def router_mid_stream(
+    config: Path, url: str, nc: NATS, log: Path, fault: Callable[[subprocess.Popen[bytes]], None]
+) -> subprocess.Popen[bytes]:
+    """`millstream run` with a backlog of N_FAULT stock moves, and `fault` done to it once a
+    tenth of them are routed. The backlog is in the input stream before the router starts
+    (as after an outage), so a fault lands mid-stream however fast the router is.
+
+    The fault is done from the callback of a subscription to the outputs, as the tenth part
+    of them goes by, not after a poll of the output stream: a fast router stored the other
+    nine tenths between two polls 100 ms apart, and once between two 10 ms apart."""
     await nc.jetstream().add_stream(name="ODOO_IN", subjects=["odoo.>"])
     await publish_moves(nc, 1, N_FAULT)
+    seen = 0
+    faulted = asyncio.Event()
+
+    async def count(_msg: Msg) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == N_FAULT // 10:
+            fault(router)
+            faulted.set()
+
+    sub = await nc.subscribe("mfg.inventory.movement.>", cb=count)
+    await nc.flush()
     router = start_router(config, url, log)
-
-    async def some_out() -> bool:
-        try:
-            return await messages(nc, "MFG_OUT") >= N_FAULT // 10
-        except Exception:
-            return False  # not provisioned yet
-
     try:
-        # polled often: a fast router stores the other nine tenths in a few tenths of a
-        # second, and a fault that comes after the last one tests nothing
-        await wait_for(some_out, 60, "the router to be mid-stream", every=0.01)
+        await asyncio.wait_for(faulted.wait(), 60)
     except BaseException:
         router.kill()
         router.wait()
         raise
+    finally:
+        await sub.unsubscribe()
     return router
 
 
@@ -356,9 +367,9 @@ async def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
 ) -> None:
     config = fault_config(tmp_path)
     log = tmp_path / "router.log"
-    router = await router_mid_stream(config, nats_server.url, nc, log)
+    # SIGKILL: no drain, no snapshot, acks in flight lost
+    router = await router_mid_stream(config, nats_server.url, nc, log, lambda r: r.kill())
     try:
-        router.kill()  # SIGKILL: no drain, no snapshot, acks in flight lost
         assert router.wait(10) == -signal.SIGKILL
         out_at_kill = await messages(nc, "MFG_OUT")
         assert out_at_kill < N_FAULT, "the router finished before it could be killed"
@@ -473,9 +484,9 @@ async def test_sigterm_drains_and_loses_no_acknowledged_event(
 ) -> None:
     config = fault_config(tmp_path)
     log = tmp_path / "router.log"
-    router = await router_mid_stream(config, nats_server.url, nc, log)
+    sigterm = lambda r: r.send_signal(signal.SIGTERM)  # noqa: E731
+    router = await router_mid_stream(config, nats_server.url, nc, log, sigterm)
     try:
-        router.send_signal(signal.SIGTERM)
         assert router.wait(30) == 0, log.read_text()[-3000:]
         info = await nc.jetstream().consumer_info("ODOO_IN", "millstream-odoo-stock-move")
         acked = N_FAULT - info.num_pending - info.num_ack_pending
