@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
 use serde_json::{json, Map, Value};
 
 use crate::pipeline::Stats;
@@ -20,21 +19,13 @@ pub const LATENCY_BOUNDS_MS: [f64; 16] = [
 
 #[derive(Default)]
 pub struct LaneMetrics {
-    /// Bumped by ingest for every event it queues, and the histogram by egress for every
-    /// event it finishes, from different threads: each on a cache line of its own, so
-    /// that neither moves the other's line between the cores for every event.
-    pub(crate) depth: CachePadded<AtomicI64>,
+    pub(crate) depth: AtomicI64,
     capacity: AtomicU64,
     pub(crate) shed: AtomicU64,
     processed: AtomicU64,
     /// Batches the worker took; processed / batches is the mean batch size, which says how
     /// much each batch's fixed costs (a hand-over to egress, a settling task) are shared.
     batches: AtomicU64,
-    latency: CachePadded<Histogram>,
-}
-
-#[derive(Default)]
-struct Histogram {
     buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
     sum_us: AtomicU64,
 }
@@ -57,8 +48,8 @@ impl LaneMetrics {
     pub(crate) fn observe(&self, latency: Duration) {
         let ms = latency.as_secs_f64() * 1000.0;
         let i = LATENCY_BOUNDS_MS.partition_point(|&b| b < ms);
-        self.latency.buckets[i].fetch_add(1, Relaxed);
-        self.latency.sum_us.fetch_add(
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(
             u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
         );
@@ -98,9 +89,7 @@ pub struct Metrics {
     /// Events that arrived over gRPC (Router.Publish/PublishStream).
     pub(crate) grpc_events: AtomicU64,
     pub(crate) lanes: [LaneMetrics; 3],
-    /// Bumped by ingest (once per read), beside counters egress bumps for every event: a
-    /// cache line of its own, like `LaneMetrics::depth`.
-    pub(crate) received: CachePadded<AtomicU64>,
+    pub(crate) received: AtomicU64,
     pub(crate) acked: AtomicU64,
     pub(crate) published: AtomicU64,
     pub(crate) outputs_acked: AtomicU64,
@@ -237,8 +226,8 @@ impl Metrics {
                         "processed": g(&l.processed),
                         "batches": g(&l.batches),
                         "latency_bounds_ms": LATENCY_BOUNDS_MS,
-                        "latency_counts": l.latency.buckets.iter().map(g).collect::<Vec<_>>(),
-                        "latency_sum_ms": g(&l.latency.sum_us) as f64 / 1000.0,
+                        "latency_counts": l.buckets.iter().map(g).collect::<Vec<_>>(),
+                        "latency_sum_ms": g(&l.sum_us) as f64 / 1000.0,
                     }),
                 )
             })
