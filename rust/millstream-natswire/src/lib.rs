@@ -157,17 +157,12 @@ pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
     // With a reply subject (always the fourth field) MSG has 5 fields and HMSG 6.
     let has_reply = n == 5 + usize::from(verb.eq_ignore_ascii_case(b"HMSG"));
     let reply_at = has_reply.then(|| span(fields[3]));
-    // One split off the read buffer and slices of it: each split or slice is an atomic on
-    // the buffer's reference count, which the thread that drops the messages also updates.
-    let frame = buf.split_to(need).freeze();
-    let subject = frame.slice(subject_at);
-    let reply = reply_at.map(|r| frame.slice(r));
-    let body = eol + 2;
-    let headers = match header_len {
-        0 => Bytes::new(),
-        h => frame.slice(body..body + h),
-    };
-    let payload = frame.slice(body + header_len..body + total);
+    let control = buf.split_to(eol + 2).freeze();
+    let subject = control.slice(subject_at);
+    let reply = reply_at.map(|r| control.slice(r));
+    let headers = buf.split_to(header_len).freeze();
+    let payload = buf.split_to(total - header_len).freeze();
+    buf.advance(2);
     Ok(Some(Frame::Msg {
         subject,
         sid,
