@@ -21,14 +21,6 @@ use crate::stale::StaleGuard;
 use crate::template::{RenderError, Template};
 use crate::validate::SchemaCheck;
 
-/// A name from the plan (source, route, canonical type, CloudEvents source, type and
-/// schema), interned for the life of the process so that copying one is copying a pointer.
-/// Every outcome carries several, and outcomes are made on the pipeline's thread and
-/// dropped on egress's: as `Arc<str>` each copy and drop was an atomic on a reference count
-/// whose cache line moved between the two cores for every event (about 5% of a saturated
-/// router in profiles). A plan has a few dozen names, and a reload that keeps them adds none.
-pub type Name = ustr::Ustr;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
     Routed,
@@ -52,9 +44,9 @@ impl Status {
 /// `datacontenttype` "application/json").
 #[derive(Clone, Debug)]
 pub struct CeAttributes {
-    pub source: Name,
-    pub ce_type: Name,
-    pub dataschema: Name,
+    pub source: Arc<str>,
+    pub ce_type: Arc<str>,
+    pub dataschema: Arc<str>,
     /// id, time, subject and partitionkey one after another: one allocation per event rather
     /// than four (allocation was a tenth of the pipeline's samples in the data plane).
     text: String,
@@ -113,9 +105,9 @@ impl CeAttributes {
     /// Attributes with only an id, for tests of what egress writes.
     pub(crate) fn with_id(id: &str) -> CeAttributes {
         CeAttributes {
-            source: Name::from("urn:test"),
-            ce_type: Name::from("test"),
-            dataschema: Name::from("urn:test:schema"),
+            source: Arc::from("urn:test"),
+            ce_type: Arc::from("test"),
+            dataschema: Arc::from("urn:test:schema"),
             text: id.to_owned(),
             ends: [u32::try_from(id.len()).ok(), None, None, None],
         }
@@ -124,7 +116,7 @@ impl CeAttributes {
 
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    pub route: Name,
+    pub route: Arc<str>,
     /// The route's position in the plan, for `confirm`/`release`.
     pub route_ix: usize,
     pub subject: String,
@@ -135,7 +127,7 @@ pub struct Delivery {
 
 #[derive(Clone, Debug)]
 pub struct Skip {
-    pub route: Name,
+    pub route: Arc<str>,
     pub status: Status,
     pub detail: String,
 }
@@ -143,8 +135,8 @@ pub struct Skip {
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub status: Status,
-    pub source: Option<Name>,
-    pub canonical_type: Option<Name>,
+    pub source: Option<Arc<str>>,
+    pub canonical_type: Option<Arc<str>>,
     pub attributes: Option<CeAttributes>,
     /// The canonical entity as JSON (empty for dead letters).
     pub data: Vec<u8>,
@@ -152,11 +144,11 @@ pub struct Outcome {
     pub skipped: Vec<Skip>,
     pub rejection: Option<Rejection>,
     /// The route a rejection belongs to, when one does.
-    pub route: Option<Name>,
+    pub route: Option<Arc<str>>,
 }
 
 impl Outcome {
-    fn dead(source: Option<Name>, route: Option<Name>, r: Rejection) -> Outcome {
+    fn dead(source: Option<Arc<str>>, route: Option<Arc<str>>, r: Rejection) -> Outcome {
         Outcome {
             status: Status::DeadLetter,
             source,
@@ -177,13 +169,13 @@ impl Outcome {
 }
 
 struct Source {
-    name: Name,
+    name: Arc<str>,
     patterns: Vec<SubjectPattern>,
     mapping: usize,
     // Compiled for this source's profile (Odoo quirks or plain JSON).
     mapper: Mapper,
     schema: Option<SchemaCheck>,
-    uri: Name,
+    uri: Arc<str>,
     bound: Bound,
 }
 
@@ -257,9 +249,9 @@ impl Bound {
 }
 
 struct MappingRt {
-    canonical: Name,
-    ce_type: Name,
-    dataschema: Name,
+    canonical: Arc<str>,
+    ce_type: Arc<str>,
+    dataschema: Arc<str>,
     schema: SchemaCheck,
     id: Option<Template>,
     subject: Option<Template>,
@@ -283,7 +275,7 @@ struct Stale {
 }
 
 struct Route {
-    name: Name,
+    name: Arc<str>,
     patterns: Vec<SubjectPattern>,
     types: Vec<String>,
     predicate: Option<Predicate>,
@@ -346,7 +338,7 @@ pub struct RouteState {
 /// best effort (only then may an overloaded lane shed it). Cheap to clone into each task.
 #[derive(Clone)]
 pub struct Classifier {
-    sources: Arc<Vec<(Vec<SubjectPattern>, Name)>>,
+    sources: Arc<Vec<(Vec<SubjectPattern>, Arc<str>)>>,
     routes: Arc<Vec<RouteClass>>,
 }
 
@@ -745,7 +737,7 @@ impl Pipeline {
                 .iter()
                 .zip(&c.route)
                 .filter(|(_, &n)| n > 0)
-                .map(|(r, &n)| (Arc::from(r.name.as_str()), n))
+                .map(|(r, &n)| (r.name.clone(), n))
                 .collect(),
         }
     }
@@ -754,7 +746,7 @@ impl Pipeline {
         self.routes
             .iter()
             .map(|r| RouteMemory {
-                route: Arc::from(r.name.as_str()),
+                route: r.name.clone(),
                 dedup_keys: r.dedup.as_ref().map_or(0, |d| d.cache.len()),
                 dedup_bytes: r.dedup.as_ref().map_or(0, |d| d.cache.memory_bytes()),
                 stale_keys: r.stale.as_ref().map_or(0, |s| s.guard.len()),
@@ -937,7 +929,7 @@ impl Pipeline {
             sources: Arc::new(
                 self.sources
                     .iter()
-                    .map(|s| (s.patterns.clone(), self.mappings[s.mapping].ce_type))
+                    .map(|s| (s.patterns.clone(), self.mappings[s.mapping].ce_type.clone()))
                     .collect(),
             ),
             routes: Arc::new(
@@ -950,10 +942,7 @@ impl Pipeline {
     }
 
     pub fn route_names(&self) -> Vec<Arc<str>> {
-        self.routes
-            .iter()
-            .map(|r| Arc::from(r.name.as_str()))
-            .collect()
+        self.routes.iter().map(|r| r.name.clone()).collect()
     }
 
     /// Which source reads `subject` and which routes' subject patterns match it. Subjects
@@ -992,8 +981,8 @@ impl Pipeline {
                 ),
             ));
         };
-        let source = Some(src.name);
-        let fail = |r: Rejection| done(Outcome::dead(source, None, r));
+        let source = Some(src.name.clone());
+        let fail = |r: Rejection| done(Outcome::dead(source.clone(), None, r));
         let doc = match decode(payload, &self.limits) {
             Ok(d) => d,
             Err(r) => return fail(r),
@@ -1031,9 +1020,9 @@ impl Pipeline {
             _ => field(p),
         };
         let mut attrs = CeAttributes {
-            source: src.uri,
-            ce_type: m.ce_type,
-            dataschema: m.dataschema,
+            source: src.uri.clone(),
+            ce_type: m.ce_type.clone(),
+            dataschema: m.dataschema.clone(),
             text: String::with_capacity(160),
             ends: [None; 4],
         };
@@ -1106,8 +1095,8 @@ impl Pipeline {
             }
             let rfail = |reason, detail: String| {
                 done(Outcome::dead(
-                    source,
-                    Some(r.name),
+                    source.clone(),
+                    Some(r.name.clone()),
                     Rejection::new(reason, detail),
                 ))
             };
@@ -1188,7 +1177,7 @@ impl Pipeline {
             Outcome {
                 status: Status::Routed,
                 source,
-                canonical_type: Some(m.canonical),
+                canonical_type: Some(m.canonical.clone()),
                 attributes: Some(attrs),
                 data,
                 deliveries: Vec::with_capacity(plans.len()),
@@ -1210,7 +1199,7 @@ impl Pipeline {
             if let (Some(s), Some((key, version))) = (&r.stale, c.stale) {
                 if let Some(newest) = s.guard.newer_than(key, version) {
                     out.skipped.push(Skip {
-                        route: r.name,
+                        route: r.name.clone(),
                         status: Status::Stale,
                         detail: format!("version {version} older than {newest}"),
                     });
@@ -1223,7 +1212,7 @@ impl Pipeline {
                 let reserve = r.mode == DeliveryMode::AtLeastOnce;
                 if !d.cache.admit(key, now_ms, reserve) {
                     out.skipped.push(Skip {
-                        route: r.name,
+                        route: r.name.clone(),
                         status: Status::Duplicate,
                         detail: format!(
                             "dedup key seen within the window ({:032x})",
@@ -1238,7 +1227,7 @@ impl Pipeline {
             }
             self.counters.route[c.route] += 1;
             out.deliveries.push(Delivery {
-                route: r.name,
+                route: r.name.clone(),
                 route_ix: c.route,
                 subject: c.subject,
                 lane: r.lane,

@@ -19,7 +19,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::lanes::{ix, Inbound};
 use super::{publish, wire, Shared};
-use crate::pipeline::{CeAttributes, Delivery, Name, Outcome, Status};
+use crate::pipeline::{CeAttributes, Delivery, Outcome, Status};
 use crate::plan::DeliveryMode;
 use crate::{Reason, Rejection};
 
@@ -82,11 +82,12 @@ fn own_headers(a: &CeAttributes) -> [(HeaderName, Option<&str>); 4] {
 
 impl HeaderCache {
     fn template(&mut self, a: &CeAttributes, route_ix: usize, route: &str) -> &Template {
-        // The attributes' names are interned, so their addresses identify them.
+        // The attributes' Arcs belong to the pipeline's compiled sources and mappings, so
+        // their addresses identify them for the pipeline's lifetime.
         let key = (
             route_ix,
-            a.source.as_str().as_ptr() as usize,
-            a.ce_type.as_str().as_ptr() as usize,
+            Arc::as_ptr(&a.source).cast::<u8>() as usize,
+            Arc::as_ptr(&a.ce_type).cast::<u8>() as usize,
         );
         self.templates.entry(key).or_insert_with(|| {
             let fixed = [
@@ -197,7 +198,7 @@ enum Pending {
 pub(crate) struct Waiting {
     msg: Inbound,
     pending: Vec<Pending>,
-    source: Option<Name>,
+    source: Option<Arc<str>>,
 }
 
 /// Counts the routes that skipped the event, by why.
@@ -205,11 +206,7 @@ fn count_skipped(shared: &Shared, out: &Outcome) {
     let m = &shared.metrics;
     let routing = shared.routing();
     for s in &out.skipped {
-        if let Some(r) = routing
-            .route_ix
-            .get(s.route.as_str())
-            .and_then(|&i| m.route(i))
-        {
+        if let Some(r) = routing.route_ix.get(&s.route).and_then(|&i| m.route(i)) {
             match s.status {
                 Status::Stale => r.stale.fetch_add(1, Relaxed),
                 _ => r.duplicate.fetch_add(1, Relaxed),
@@ -370,7 +367,7 @@ pub(crate) async fn dispatch(
         if let Some(r) = out
             .route
             .as_ref()
-            .and_then(|n| routing.route_ix.get(n.as_str()))
+            .and_then(|n| routing.route_ix.get(n))
             .and_then(|&i| m.route(i))
         {
             r.dead_letter.fetch_add(1, Relaxed);
@@ -388,7 +385,7 @@ pub(crate) async fn dispatch(
     Some(Waiting {
         msg,
         pending,
-        source: out.source,
+        source: out.source.clone(),
     })
 }
 
@@ -577,7 +574,7 @@ async fn settle(
 
 /// Ack an event whose outputs all succeeded; otherwise nak it with backoff, or on its last
 /// delivery keep it as an `output_failed` dead letter.
-async fn after(shared: &Shared, mut msg: Inbound, errors: Vec<String>, source: Option<Name>) {
+async fn after(shared: &Shared, mut msg: Inbound, errors: Vec<String>, source: Option<Arc<str>>) {
     let m = &shared.metrics;
     if errors.is_empty() {
         finish(shared, msg).await;

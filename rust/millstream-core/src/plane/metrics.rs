@@ -65,27 +65,11 @@ pub struct RouteMetrics {
     pub(crate) failed: AtomicU64,
 }
 
-/// The running plan's routes, by position: name and counters.
-type RouteList = Vec<(Arc<str>, Arc<RouteMetrics>)>;
-
-/// One route's counters in the route list as loaded (`Metrics::route`).
-pub(crate) struct RouteRef {
-    routes: arc_swap::Guard<Arc<RouteList>>,
-    ix: usize,
-}
-
-impl std::ops::Deref for RouteRef {
-    type Target = RouteMetrics;
-    fn deref(&self) -> &RouteMetrics {
-        &self.routes[self.ix].1
-    }
-}
-
 #[derive(Default)]
 pub struct Metrics {
     /// By route position in the running plan; a reload swaps it, keeping the counters of
     /// the routes it keeps.
-    pub(crate) routes: arc_swap::ArcSwap<RouteList>,
+    pub(crate) routes: arc_swap::ArcSwap<Vec<(Arc<str>, Arc<RouteMetrics>)>>,
     /// Events that arrived over gRPC (Router.Publish/PublishStream).
     pub(crate) grpc_events: AtomicU64,
     pub(crate) lanes: [LaneMetrics; 3],
@@ -142,12 +126,8 @@ impl Metrics {
         }
     }
 
-    /// A route's counters, borrowed for one update. Not an `Arc` clone: egress updates them
-    /// for every output, and the clone and drop were two atomics on a count shared between
-    /// threads (seen in profiles of a saturated router).
-    pub(crate) fn route(&self, ix: usize) -> Option<RouteRef> {
-        let routes = self.routes.load();
-        (ix < routes.len()).then_some(RouteRef { routes, ix })
+    pub(crate) fn route(&self, ix: usize) -> Option<Arc<RouteMetrics>> {
+        self.routes.load().get(ix).map(|(_, m)| m.clone())
     }
 
     pub(crate) fn route_name(&self, ix: usize) -> Arc<str> {
