@@ -73,14 +73,12 @@ def stock_move(i: int) -> bytes:
     return json.dumps(body, sort_keys=True).encode()
 
 
-async def wait_for(
-    cond: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.1
-) -> None:
+async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await cond():
             return
-        await asyncio.sleep(every)
+        await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
